@@ -1,0 +1,74 @@
+# ngx_vaquero_module
+#
+#   make            build build/ngx_http_vaquero_module.so against the packaged nginx
+#   make deps       install the Debian packages the build, tests and demo need
+#   make test       deps, build, SDK unit tests, integration tests (prove t/)
+#   make demo       deps, build, FastAPI behind nginx with the module, traces shown
+#   make sdk-test   the SDK unit tests alone
+
+SHELL       := /bin/bash
+NGINX_SRC   ?= /usr/share/nginx/src
+BUILD       := build
+NGX_BUILD   := $(BUILD)/nginx
+MODULE      := $(BUILD)/ngx_http_vaquero_module.so
+PYTHON      := /usr/bin/python3
+
+DEB_PACKAGES := gcc make perl nginx nginx-dev libcurl4-openssl-dev \
+                libjansson-dev libpcre2-dev libssl-dev zlib1g-dev \
+                python3-fastapi python3-uvicorn
+
+CFLAGS      ?= -O2 -g
+SDK_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror $(CFLAGS) -Isdk/include
+SDK_SRCS    := $(wildcard sdk/src/*.c)
+SDK_HDRS    := $(wildcard sdk/include/vaquero/*.h sdk/src/*.h)
+SDK_TESTS   := ids span queue encode exporter
+SDK_TEST_BINS := $(SDK_TESTS:%=$(BUILD)/sdk/test_%)
+MODULE_SRCS := $(wildcard ngx_vaquero_module/*.c ngx_vaquero_module/*.h)
+
+.PHONY: all deps sdk-test test demo clean
+
+all: $(MODULE)
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# a private copy of nginx-dev's tree, configured as the packaged binary was
+$(NGX_BUILD)/objs/Makefile: config
+	rm -rf $(NGX_BUILD)
+	mkdir -p $(BUILD)
+	cp -a $(NGINX_SRC) $(NGX_BUILD)
+	cd $(NGX_BUILD) && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
+	        --builddir=objs > ../configure.log
+
+$(MODULE): $(NGX_BUILD)/objs/Makefile $(SDK_SRCS) $(SDK_HDRS) $(MODULE_SRCS)
+	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
+	cp $(NGX_BUILD)/objs/ngx_http_vaquero_module.so $@
+
+$(BUILD)/sdk/test_%: sdk/tests/test_%.c sdk/tests/check.h $(SDK_SRCS) $(SDK_HDRS)
+	@mkdir -p $(BUILD)/sdk
+	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread
+
+sdk-test: $(SDK_TEST_BINS)
+	@rc=0; for t in $(SDK_TEST_BINS); do $$t || rc=1; done; exit $$rc
+
+test: deps
+	$(MAKE) all
+	$(MAKE) sdk-test
+	prove -v -I t/lib t/
+
+demo: deps
+	$(MAKE) all
+	$(PYTHON) tools/demo.py
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,766 @@
+/*
+ * ngx_http_vaquero_module: directives, configuration and phase handlers.
+ *
+ * A traced request gets its start time in the post-read phase and its
+ * span record in the log phase; the record goes into the shared-memory
+ * queue that the exporter threads drain (ngx_http_vaquero_exporter.c).
+ */
+
+#include "ngx_http_vaquero_module.h"
+
+
+#define NGX_HTTP_VAQUERO_DROP_LOG_INTERVAL  10    /* seconds */
+
+
+static ngx_int_t ngx_http_vaquero_start_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_vaquero_log_handler(ngx_http_request_t *r);
+static void ngx_http_vaquero_ctx_cleanup(void *data);
+
+static char *ngx_http_vaquero(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_vaquero_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_vaquero_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_vaquero_attribute(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_vaquero_check_msec(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_vaquero_check_queue_size(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_vaquero_check_not_empty(ngx_conf_t *cf, void *post,
+    void *data);
+
+static ngx_int_t ngx_http_vaquero_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_vaquero_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_vaquero_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_vaquero_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_vaquero_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+
+
+static ngx_conf_enum_t  ngx_http_vaquero_modes[] = {
+    { ngx_string("production"), NGX_HTTP_VAQUERO_PRODUCTION },
+    { ngx_string("development"), NGX_HTTP_VAQUERO_DEVELOPMENT },
+    { ngx_null_string, 0 }
+};
+
+static ngx_conf_num_bounds_t  ngx_http_vaquero_batch_size_bounds = {
+    ngx_conf_check_num_bounds, 1, 10000
+};
+
+static ngx_conf_post_t  ngx_http_vaquero_msec_post = {
+    ngx_http_vaquero_check_msec
+};
+
+static ngx_conf_post_t  ngx_http_vaquero_queue_size_post = {
+    ngx_http_vaquero_check_queue_size
+};
+
+static ngx_conf_post_t  ngx_http_vaquero_not_empty_post = {
+    ngx_http_vaquero_check_not_empty
+};
+
+
+static ngx_command_t  ngx_http_vaquero_commands[] = {
+
+    { ngx_string("vaquero"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_vaquero,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vaquero_endpoint"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_vaquero_endpoint,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, endpoint),
+      NULL },
+
+    { ngx_string("vaquero_api_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, api_key),
+      &ngx_http_vaquero_not_empty_post },
+
+    { ngx_string("vaquero_api_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_vaquero_api_key_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, api_key),
+      NULL },
+
+    { ngx_string("vaquero_project_id"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, project_id),
+      &ngx_http_vaquero_not_empty_post },
+
+    { ngx_string("vaquero_service_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, service_name),
+      &ngx_http_vaquero_not_empty_post },
+
+    { ngx_string("vaquero_mode"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, mode),
+      &ngx_http_vaquero_modes },
+
+    { ngx_string("vaquero_batch_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, batch_size),
+      &ngx_http_vaquero_batch_size_bounds },
+
+    { ngx_string("vaquero_flush_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, flush_interval),
+      &ngx_http_vaquero_msec_post },
+
+    { ngx_string("vaquero_export_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, export_timeout),
+      &ngx_http_vaquero_msec_post },
+
+    { ngx_string("vaquero_shutdown_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, shutdown_timeout),
+      &ngx_http_vaquero_msec_post },
+
+    { ngx_string("vaquero_queue_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, queue_size),
+      &ngx_http_vaquero_queue_size_post },
+
+    { ngx_string("vaquero_agent_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_loc_conf_t, agent_name),
+      &ngx_http_vaquero_not_empty_post },
+
+    { ngx_string("vaquero_span_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_loc_conf_t, span_name),
+      NULL },
+
+    { ngx_string("vaquero_attribute"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_vaquero_attribute,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_vaquero_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_vaquero_postconfiguration,    /* postconfiguration */
+
+    ngx_http_vaquero_create_main_conf,     /* create main configuration */
+    ngx_http_vaquero_init_main_conf,       /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_vaquero_create_loc_conf,      /* create location configuration */
+    ngx_http_vaquero_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_vaquero_module = {
+    NGX_MODULE_V1,
+    &ngx_http_vaquero_module_ctx,          /* module context */
+    ngx_http_vaquero_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_vaquero_init_process,         /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_vaquero_exit_process,         /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_vaquero_request_id = ngx_string("request_id");
+
+
+int64_t
+ngx_http_vaquero_now_us(void)
+{
+    struct timespec  ts;
+
+    /* through the vDSO: no system call */
+    clock_gettime(CLOCK_REALTIME, &ts);
+
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
+static ngx_int_t
+ngx_http_vaquero_start_handler(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_vaquero_ctx_t  *ctx;
+
+    if (r != r->main || ngx_http_get_module_ctx(r, ngx_http_vaquero_module)) {
+        return NGX_DECLINED;
+    }
+
+    /*
+     * The context hangs off a pool cleanup as well, because an internal
+     * redirect zeroes r->ctx and the span must still start here.
+     */
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_vaquero_ctx_t));
+    if (cln == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = cln->data;
+    ctx->start_us = ngx_http_vaquero_now_us();
+    ctx->header_length = r->request_length;
+
+    cln->handler = ngx_http_vaquero_ctx_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_vaquero_module);
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_vaquero_ctx_cleanup(void *data)
+{
+    /* nothing to free: the handler only marks the context's cleanup */
+}
+
+
+ngx_http_vaquero_ctx_t *
+ngx_http_vaquero_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_vaquero_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_vaquero_module);
+    if (ctx) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_vaquero_ctx_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_vaquero_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_vaquero_traced(ngx_http_request_t *r,
+    ngx_http_vaquero_loc_conf_t *vlcf)
+{
+    ngx_str_t  value;
+
+    if (vlcf->enable_value == NULL) {
+        return vlcf->enable == 1;
+    }
+
+    if (ngx_http_complex_value(r, vlcf->enable_value, &value) != NGX_OK) {
+        return 0;
+    }
+
+    return value.len != 0 && !(value.len == 1 && value.data[0] == '0');
+}
+
+
+static ngx_int_t
+ngx_http_vaquero_log_handler(ngx_http_request_t *r)
+{
+    vq_span_t                      span;
+    ngx_http_vaquero_loc_conf_t   *vlcf;
+    ngx_http_vaquero_main_conf_t  *vmcf;
+
+    static time_t                  last_drop_log;
+
+    /* one span per main request; subrequests log only with log_subrequest */
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
+    vmcf = ngx_http_get_module_main_conf(r, ngx_http_vaquero_module);
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_http_vaquero_module);
+
+    if (vmcf->shm == NULL || !ngx_http_vaquero_traced(r, vlcf)) {
+        return NGX_OK;
+    }
+
+    ngx_http_vaquero_build_span(r, vmcf, vlcf, &span);
+
+    vq_stats_add(&vmcf->shm->stats.spans_recorded, 1);
+
+    if (vq_queue_push(vmcf->shm->queue, &span, vq_span_size(&span)) != VQ_OK
+        && ngx_time() - last_drop_log >= NGX_HTTP_VAQUERO_DROP_LOG_INTERVAL)
+    {
+        /* the request never waits for the exporter; say so, but not per span */
+        last_drop_log = ngx_time();
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "vaquero: span queue is full, dropping spans "
+                      "(exporter behind or collector unreachable)");
+    }
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_vaquero(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_vaquero_loc_conf_t  *vlcf = conf;
+
+    ngx_str_t                          *value;
+    ngx_http_vaquero_main_conf_t       *vmcf;
+    ngx_http_compile_complex_value_t    ccv;
+
+    if (vlcf->enable != NGX_CONF_UNSET || vlcf->enable_value != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_vaquero_module);
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        vlcf->enable = 0;
+        return NGX_CONF_OK;
+    }
+
+    vmcf->enabled = 1;
+
+    if (ngx_strcmp(value[1].data, "on") == 0) {
+        vlcf->enable = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_script_variables_count(&value[1]) == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be \"on\", \"off\" or a variable",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    vlcf->enable_value = ngx_palloc(cf->pool,
+                                    sizeof(ngx_http_complex_value_t));
+    if (vlcf->enable_value == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = vlcf->enable_value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_vaquero_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t  *value;
+    char       *rv;
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "file:", 5) == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": file endpoints are not supported yet",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (!((value[1].len > 7
+           && ngx_strncasecmp(value[1].data, (u_char *) "http://", 7) == 0)
+          || (value[1].len > 8
+              && ngx_strncasecmp(value[1].data, (u_char *) "https://", 8)
+                 == 0)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URL \"%V\" in \"%V\" directive, "
+                           "it must start with \"http://\" or \"https://\"",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    rv = ngx_conf_set_str_slot(cf, cmd, conf);
+
+    return rv;
+}
+
+
+static char *
+ngx_http_vaquero_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_vaquero_main_conf_t  *vmcf = conf;
+
+    u_char           *p, *last;
+    ssize_t           n;
+    ngx_str_t        *value, name;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
+    if (vmcf->api_key.data) {
+        return "is duplicate, or conflicts with \"vaquero_api_key\"";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%V\": cannot open \"%s\"", &cmd->name,
+                           name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 4096)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"%s\" is not a key file (over 4k?)",
+                           &cmd->name, name.data);
+        ngx_close_file(file.fd);
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, 4097);
+    if (p == NULL) {
+        ngx_close_file(file.fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_file(&file, p, 4096, 0);
+    ngx_close_file(file.fd);
+
+    if (n == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the key is the file's first line, without surrounding white space */
+    last = p + n;
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    for (n = 0; p + n < last && p[n] != CR && p[n] != LF; n++) { /* void */ }
+
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
+        n--;
+    }
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"%s\" holds no key", &cmd->name,
+                           name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    p[n] = '\0';
+    vmcf->api_key.data = p;
+    vmcf->api_key.len = n;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_vaquero_attribute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_vaquero_loc_conf_t  *vlcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_vaquero_attr_t           *attr;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "has an empty key";
+    }
+
+    if (vlcf->attributes == NULL) {
+        vlcf->attributes = ngx_array_create(cf->pool, 4,
+                                            sizeof(ngx_http_vaquero_attr_t));
+        if (vlcf->attributes == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (vlcf->attributes->nelts == VQ_SPAN_MAX_ATTRS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many \"%V\" directives, at most %d per "
+                           "location", &cmd->name, VQ_SPAN_MAX_ATTRS);
+        return NGX_CONF_ERROR;
+    }
+
+    attr = ngx_array_push(vlcf->attributes);
+    if (attr == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    attr->key = value[1];
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[2];
+    ccv.complex_value = &attr->value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_vaquero_check_msec(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *ms = data;
+
+    if (*ms == 0) {
+        return "must be more than 0";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_vaquero_check_queue_size(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *size = data;
+
+    if (*size < 64 * 1024) {
+        return "is too small, the least is 64k";
+    }
+
+    if (*size > (size_t) 4 * 1024 * 1024 * 1024) {
+        return "is too large, the most is 4g";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_vaquero_check_not_empty(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *s = data;
+
+    if (s->len == 0) {
+        return "must not be empty";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_vaquero_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt           *h;
+    ngx_http_core_main_conf_t     *cmcf;
+    ngx_http_vaquero_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_vaquero_module);
+
+    /* loaded but not switched on anywhere: cost nothing */
+    if (!vmcf->enabled) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_vaquero_start_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_vaquero_log_handler;
+
+    vmcf->request_id_index = ngx_http_get_variable_index(cf,
+                                                &ngx_http_vaquero_request_id);
+    if (vmcf->request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_vaquero_add_zone(cf, vmcf);
+}
+
+
+static void *
+ngx_http_vaquero_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_vaquero_main_conf_t  *vmcf;
+
+    ngx_http_vaquero_reconfigure();
+
+    vmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_vaquero_main_conf_t));
+    if (vmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     vmcf->endpoint = { 0, NULL };
+     *     vmcf->api_key = { 0, NULL };
+     *     vmcf->project_id = { 0, NULL };
+     *     vmcf->service_name = { 0, NULL };
+     *     vmcf->enabled = 0;
+     *     vmcf->shm_zone = NULL;
+     *     vmcf->shm = NULL;
+     */
+
+    vmcf->mode = NGX_CONF_UNSET_UINT;
+    vmcf->batch_size = NGX_CONF_UNSET;
+    vmcf->flush_interval = NGX_CONF_UNSET_MSEC;
+    vmcf->export_timeout = NGX_CONF_UNSET_MSEC;
+    vmcf->shutdown_timeout = NGX_CONF_UNSET_MSEC;
+    vmcf->queue_size = NGX_CONF_UNSET_SIZE;
+    vmcf->request_id_index = NGX_CONF_UNSET;
+
+    return vmcf;
+}
+
+
+static char *
+ngx_http_vaquero_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_vaquero_main_conf_t  *vmcf = conf;
+
+    ngx_conf_init_uint_value(vmcf->mode, NGX_HTTP_VAQUERO_PRODUCTION);
+
+    /* the Python SDK's presets */
+    if (vmcf->mode == NGX_HTTP_VAQUERO_DEVELOPMENT) {
+        ngx_conf_init_value(vmcf->batch_size, 10);
+        ngx_conf_init_msec_value(vmcf->flush_interval, 2000);
+
+    } else {
+        ngx_conf_init_value(vmcf->batch_size, 100);
+        ngx_conf_init_msec_value(vmcf->flush_interval, 10000);
+    }
+
+    ngx_conf_init_msec_value(vmcf->export_timeout, 5000);
+    ngx_conf_init_msec_value(vmcf->shutdown_timeout, 3000);
+    ngx_conf_init_size_value(vmcf->queue_size, 8 * 1024 * 1024);
+
+    if (vmcf->endpoint.data == NULL) {
+        ngx_str_set(&vmcf->endpoint, "https://api.vaquero.app");
+    }
+
+    if (vmcf->service_name.data == NULL) {
+        ngx_str_set(&vmcf->service_name, "nginx");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_vaquero_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_vaquero_loc_conf_t  *vlcf;
+
+    vlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_vaquero_loc_conf_t));
+    if (vlcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     vlcf->enable_value = NULL;
+     *     vlcf->agent_name = { 0, NULL };
+     *     vlcf->span_name = NULL;
+     *     vlcf->attributes = NULL;
+     */
+
+    vlcf->enable = NGX_CONF_UNSET;
+
+    return vlcf;
+}
+
+
+static char *
+ngx_http_vaquero_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_vaquero_loc_conf_t  *prev = parent;
+    ngx_http_vaquero_loc_conf_t  *conf = child;
+
+    if (conf->enable == NGX_CONF_UNSET && conf->enable_value == NULL) {
+        conf->enable = prev->enable;
+        conf->enable_value = prev->enable_value;
+    }
+
+    ngx_conf_init_value(conf->enable, 0);
+
+    ngx_conf_merge_str_value(conf->agent_name, prev->agent_name, "");
+
+    if (conf->span_name == NULL) {
+        conf->span_name = prev->span_name;
+    }
+
+    if (conf->attributes == NULL) {
+        conf->attributes = prev->attributes;
+    }
+
+    return NGX_CONF_OK;
+}

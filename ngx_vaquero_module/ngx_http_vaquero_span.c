@@ -1,0 +1,284 @@
+/*
+ * The server span of a request, written into a span record (DESIGN 6).
+ *
+ * Runs in the log phase: only copies and a few branches, no heap
+ * allocation, no system call; url.full is put together by the exporter.
+ */
+
+#include "ngx_http_vaquero_module.h"
+
+
+#define ngx_http_vaquero_set(span, field, str)                               \
+    vq_span_set_str(span, field, (const char *) (str)->data, (str)->len)
+
+
+static ngx_uint_t
+ngx_http_vaquero_status(ngx_http_request_t *r)
+{
+    /* as $status does */
+    if (r->err_status) {
+        return r->err_status;
+    }
+
+    if (r->headers_out.status) {
+        return r->headers_out.status;
+    }
+
+    if (r->http_version == NGX_HTTP_VERSION_9) {
+        return 9;
+    }
+
+    return 0;
+}
+
+
+static off_t
+ngx_http_vaquero_body_size(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx)
+{
+    off_t             n;
+    ngx_table_elt_t  *h;
+
+    /*
+     * Content-Length as the client sent it: discarding a body sets
+     * content_length_n to 0.  A chunked body counts what was read after
+     * the header, chunk framing included.
+     */
+
+    h = r->headers_in.content_length;
+
+    if (h) {
+        n = ngx_atoof(h->value.data, h->value.len);
+        return n > 0 ? n : 0;
+    }
+
+    if (ctx && r->request_length > ctx->header_length) {
+        return r->request_length - ctx->header_length;
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_vaquero_set_protocol(ngx_http_request_t *r, vq_span_t *span)
+{
+    ngx_str_t  v;
+
+    switch (r->http_version) {
+    case NGX_HTTP_VERSION_9:
+        ngx_str_set(&v, "0.9");
+        break;
+    case NGX_HTTP_VERSION_10:
+        ngx_str_set(&v, "1.0");
+        break;
+    case NGX_HTTP_VERSION_11:
+        ngx_str_set(&v, "1.1");
+        break;
+    case NGX_HTTP_VERSION_20:
+        ngx_str_set(&v, "2");
+        break;
+    default:
+        return;
+    }
+
+    ngx_http_vaquero_set(span, VQ_FIELD_PROTOCOL_VERSION, &v);
+}
+
+
+static void
+ngx_http_vaquero_set_url(ngx_http_request_t *r, vq_span_t *span)
+{
+    u_char     *q;
+    ngx_str_t   path, query, scheme, host;
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        ngx_str_set(&scheme, "https");
+    } else
+#endif
+    {
+        ngx_str_set(&scheme, "http");
+    }
+
+    ngx_http_vaquero_set(span, VQ_FIELD_SCHEME, &scheme);
+
+    /* the Host the client asked for, else the server's name */
+    host = r->headers_in.server;
+
+    if (host.len == 0) {
+        ngx_http_core_srv_conf_t  *cscf;
+
+        cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+        host = cscf->server_name;
+    }
+
+    ngx_http_vaquero_set(span, VQ_FIELD_HOST, &host);
+
+    /* what the client sent, before rewrites and redirects */
+    path = r->unparsed_uri;
+
+    if (path.len == 0) {
+        return;
+    }
+
+    q = ngx_strlchr(path.data, path.data + path.len, '?');
+
+    if (q) {
+        query.data = q + 1;
+        query.len = path.data + path.len - query.data;
+        path.len = q - path.data;
+    }
+
+    ngx_http_vaquero_set(span, VQ_FIELD_PATH, &path);
+
+    if (q) {
+        ngx_http_vaquero_set(span, VQ_FIELD_QUERY, &query);
+    }
+}
+
+
+static void
+ngx_http_vaquero_set_name(ngx_http_request_t *r,
+    ngx_http_vaquero_loc_conf_t *vlcf, ngx_str_t *route, vq_span_t *span)
+{
+    u_char     *p;
+    ngx_str_t   name;
+
+    if (vlcf->span_name) {
+        if (ngx_http_complex_value(r, vlcf->span_name, &name) == NGX_OK) {
+            ngx_http_vaquero_set(span, VQ_FIELD_NAME, &name);
+        }
+        return;
+    }
+
+    /* "$request_method <location name>" */
+    name.len = r->method_name.len + 1 + route->len;
+    name.data = ngx_pnalloc(r->pool, name.len);
+    if (name.data == NULL) {
+        return;
+    }
+
+    p = ngx_cpymem(name.data, r->method_name.data, r->method_name.len);
+    *p++ = ' ';
+    ngx_memcpy(p, route->data, route->len);
+
+    ngx_http_vaquero_set(span, VQ_FIELD_NAME, &name);
+}
+
+
+static void
+ngx_http_vaquero_set_attributes(ngx_http_request_t *r,
+    ngx_http_vaquero_loc_conf_t *vlcf, vq_span_t *span)
+{
+    ngx_str_t                 value;
+    ngx_uint_t                i;
+    ngx_http_vaquero_attr_t  *attr;
+
+    if (vlcf->attributes == NULL) {
+        return;
+    }
+
+    attr = vlcf->attributes->elts;
+
+    for (i = 0; i < vlcf->attributes->nelts; i++) {
+        if (ngx_http_complex_value(r, &attr[i].value, &value) != NGX_OK) {
+            continue;
+        }
+
+        vq_span_add_attr(span, (const char *) attr[i].key.data,
+                         attr[i].key.len, (const char *) value.data,
+                         value.len);
+    }
+}
+
+
+void
+ngx_http_vaquero_build_span(ngx_http_request_t *r,
+    ngx_http_vaquero_main_conf_t *vmcf, ngx_http_vaquero_loc_conf_t *vlcf,
+    vq_span_t *span)
+{
+    off_t                       sent;
+    ngx_str_t                   route;
+    ngx_uint_t                  status;
+    ngx_connection_t           *c;
+    ngx_http_variable_value_t  *rid;
+    ngx_http_vaquero_ctx_t     *ctx;
+    ngx_http_core_loc_conf_t   *clcf;
+
+    c = r->connection;
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    vq_span_init(span, VQ_SPAN_SERVER);
+
+    vq_trace_id_generate(ngx_http_vaquero_idgen(), span->h.trace_id);
+    vq_span_id_generate(ngx_http_vaquero_idgen(), span->h.span_id);
+    span->h.flags = VQ_SPAN_SAMPLED;
+
+    span->h.end_us = ngx_http_vaquero_now_us();
+
+    ctx = ngx_http_vaquero_get_ctx(r);
+
+    if (ctx) {
+        span->h.start_us = ctx->start_us;
+
+    } else {
+        /* never reached the post-read phase (a bad request line, say) */
+        span->h.start_us = (int64_t) r->start_sec * 1000000
+                           + (int64_t) r->start_msec * 1000;
+    }
+
+    if (span->h.start_us > span->h.end_us) {
+        span->h.start_us = span->h.end_us;
+    }
+
+    status = ngx_http_vaquero_status(r);
+    span->h.status_code = (uint16_t) status;
+
+    if (status >= 500) {
+        span->h.flags |= VQ_SPAN_ERROR;
+    }
+
+    span->h.request_body_size = ngx_http_vaquero_body_size(r, ctx);
+
+    sent = c->sent - (off_t) r->header_size;
+    span->h.response_body_size = sent > 0 ? sent : 0;
+
+    span->h.client_port = ngx_inet_get_port(c->sockaddr);
+    span->h.server_port = ngx_inet_get_port(c->listening->sockaddr);
+
+    route = clcf->name;
+
+    ngx_http_vaquero_set_name(r, vlcf, &route, span);
+
+    if (vlcf->agent_name.len) {
+        ngx_http_vaquero_set(span, VQ_FIELD_AGENT_NAME, &vlcf->agent_name);
+    } else {
+        ngx_http_vaquero_set(span, VQ_FIELD_AGENT_NAME, &route);
+    }
+
+    ngx_http_vaquero_set(span, VQ_FIELD_METHOD, &r->method_name);
+    ngx_http_vaquero_set_url(r, span);
+    ngx_http_vaquero_set(span, VQ_FIELD_ROUTE, &route);
+
+    if (r->headers_in.user_agent) {
+        ngx_http_vaquero_set(span, VQ_FIELD_USER_AGENT,
+                             &r->headers_in.user_agent->value);
+    }
+
+    if (r->headers_in.content_type) {
+        ngx_http_vaquero_set(span, VQ_FIELD_CONTENT_TYPE,
+                             &r->headers_in.content_type->value);
+    }
+
+    ngx_http_vaquero_set(span, VQ_FIELD_CLIENT_ADDRESS, &c->addr_text);
+    ngx_http_vaquero_set_protocol(r, span);
+
+    rid = ngx_http_get_indexed_variable(r, vmcf->request_id_index);
+
+    if (rid && !rid->not_found) {
+        vq_span_set_str(span, VQ_FIELD_REQUEST_ID, (const char *) rid->data,
+                        rid->len);
+    }
+
+    ngx_http_vaquero_set_attributes(r, vlcf, span);
+}

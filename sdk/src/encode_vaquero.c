@@ -1,0 +1,494 @@
+/*
+ * The Vaquero batch body (DESIGN section 6), what the Vaquero Python SDK
+ * 0.1 posts to /api/v1/traces/batch:
+ *
+ *   {"traces":[...], "agents":[...], "dependencies":[...]}
+ *
+ * A span without a parent is a trace; one with a parent is an agent; an
+ * agent whose parent is an agent in the same batch adds a dependency.
+ */
+
+#include <stdlib.h>
+#include <time.h>
+
+#include <vaquero/vaquero.h>
+#include "json.h"
+
+typedef struct {
+    int64_t  sec;
+    char     text[VQ_ISO_TIME_LEN];
+} iso_cache_t;
+
+void
+vq_format_iso_time(int64_t unix_us, char *out)
+{
+    struct tm  tm;
+    time_t     sec;
+    int64_t    us;
+    int        i;
+
+    sec = (time_t) (unix_us / 1000000);
+    us = unix_us % 1000000;
+    if (us < 0) {
+        us += 1000000;
+        sec--;
+    }
+
+    gmtime_r(&sec, &tm);
+
+    /* YYYY-MM-DDTHH:MM:SS.uuuuuuZ; years past 9999 are not supported */
+    out[0] = (char) ('0' + (tm.tm_year + 1900) / 1000 % 10);
+    out[1] = (char) ('0' + (tm.tm_year + 1900) / 100 % 10);
+    out[2] = (char) ('0' + (tm.tm_year + 1900) / 10 % 10);
+    out[3] = (char) ('0' + (tm.tm_year + 1900) % 10);
+    out[4] = '-';
+    out[5] = (char) ('0' + (tm.tm_mon + 1) / 10);
+    out[6] = (char) ('0' + (tm.tm_mon + 1) % 10);
+    out[7] = '-';
+    out[8] = (char) ('0' + tm.tm_mday / 10);
+    out[9] = (char) ('0' + tm.tm_mday % 10);
+    out[10] = 'T';
+    out[11] = (char) ('0' + tm.tm_hour / 10);
+    out[12] = (char) ('0' + tm.tm_hour % 10);
+    out[13] = ':';
+    out[14] = (char) ('0' + tm.tm_min / 10);
+    out[15] = (char) ('0' + tm.tm_min % 10);
+    out[16] = ':';
+    out[17] = (char) ('0' + tm.tm_sec / 10);
+    out[18] = (char) ('0' + tm.tm_sec % 10);
+    out[19] = '.';
+
+    for (i = 25; i >= 20; i--) {
+        out[i] = (char) ('0' + us % 10);
+        us /= 10;
+    }
+
+    out[26] = 'Z';
+}
+
+/* gmtime_r() once per second of timestamps, not once per timestamp */
+static void
+write_time(vq_buf_t *b, iso_cache_t *cache, int64_t unix_us)
+{
+    int64_t  sec, us;
+    int      i;
+
+    sec = unix_us / 1000000;
+    us = unix_us % 1000000;
+
+    if (us < 0 || sec != cache->sec) {
+        vq_format_iso_time(unix_us, cache->text);
+        cache->sec = us < 0 ? -1 : sec;
+
+    } else {
+        for (i = 25; i >= 20; i--) {
+            cache->text[i] = (char) ('0' + us % 10);
+            us /= 10;
+        }
+    }
+
+    vq_buf_append(b, "\"", 1);
+    vq_buf_append(b, cache->text, VQ_ISO_TIME_LEN);
+    vq_buf_append(b, "\"", 1);
+}
+
+static void
+write_id(vq_buf_t *b, const uint8_t *id, size_t size)
+{
+    char  hex[2 * VQ_TRACE_ID_SIZE + 2];
+
+    hex[0] = '"';
+    vq_id_to_hex(id, size, hex + 1);
+    hex[2 * size + 1] = '"';
+    vq_buf_append(b, hex, 2 * size + 2);
+}
+
+static void
+write_uuid(vq_buf_t *b, const uint8_t *id)
+{
+    char  uuid[VQ_UUID_LEN + 2];
+
+    uuid[0] = '"';
+    vq_trace_id_to_uuid(id, uuid + 1);
+    uuid[VQ_UUID_LEN + 1] = '"';
+    vq_buf_append(b, uuid, sizeof(uuid));
+}
+
+/* ,"key":"value" for a field that was set */
+static void
+write_field(vq_buf_t *b, const char *key, size_t key_len,
+    const vq_span_t *span, vq_span_field_t field)
+{
+    const char  *s;
+    size_t       len;
+
+    if (span->h.str[field].off == 0) {
+        return;
+    }
+
+    s = vq_span_str(span, field, &len);
+
+    vq_buf_append(b, key, key_len);
+    vq_json_string(b, s, len);
+}
+
+#define write_str_attr(b, key, span, field)                                  \
+    write_field(b, ",\"" key "\":", sizeof(",\"" key "\":") - 1, span, field)
+
+/* url.full, put together here rather than stored twice in the record */
+static void
+write_url(vq_buf_t *b, const vq_span_t *span)
+{
+    const char  *s;
+    size_t       len;
+
+    vq_json_lit(b, ",\"url\":\"");
+
+    s = vq_span_str(span, VQ_FIELD_SCHEME, &len);
+    vq_json_escape(b, s, len);
+    vq_json_lit(b, "://");
+    s = vq_span_str(span, VQ_FIELD_HOST, &len);
+    vq_json_escape(b, s, len);
+
+    if (span->h.server_port != 0
+        && !(span->h.server_port == 80 && span->h.str[VQ_FIELD_SCHEME].len == 4)
+        && !(span->h.server_port == 443
+             && span->h.str[VQ_FIELD_SCHEME].len == 5))
+    {
+        vq_json_lit(b, ":");
+        vq_json_int(b, span->h.server_port);
+    }
+
+    s = vq_span_str(span, VQ_FIELD_PATH, &len);
+    vq_json_escape(b, s, len);
+
+    if (span->h.str[VQ_FIELD_QUERY].off != 0) {
+        vq_json_lit(b, "?");
+        s = vq_span_str(span, VQ_FIELD_QUERY, &len);
+        vq_json_escape(b, s, len);
+    }
+
+    vq_json_lit(b, "\"");
+}
+
+static void
+write_attributes(vq_buf_t *b, const vq_span_t *span)
+{
+    vq_json_lit(b, "{\"status_code\":");
+    vq_json_int(b, span->h.status_code);
+
+    vq_json_lit(b, ",\"response_time_ms\":");
+    vq_json_milli(b, span->h.end_us - span->h.start_us);
+
+    if (span->h.kind == VQ_SPAN_CLIENT) {
+        write_str_attr(b, "host", span, VQ_FIELD_HOST);
+        vq_json_lit(b, ",\"server_port\":");
+        vq_json_int(b, span->h.server_port);
+        vq_json_lit(b, ",\"attempt\":");
+        vq_json_int(b, span->h.attempt);
+        vq_json_lit(b, ",\"request_size_bytes\":");
+        vq_json_int(b, span->h.request_body_size);
+        vq_json_lit(b, ",\"response_size_bytes\":");
+        vq_json_int(b, span->h.response_body_size);
+        write_str_attr(b, "upstream", span, VQ_FIELD_ROUTE);
+        vq_json_lit(b, "}");
+        return;
+    }
+
+    write_str_attr(b, "method", span, VQ_FIELD_METHOD);
+    write_url(b, span);
+    write_str_attr(b, "url.path", span, VQ_FIELD_PATH);
+    write_str_attr(b, "url.query", span, VQ_FIELD_QUERY);
+    write_str_attr(b, "url.scheme", span, VQ_FIELD_SCHEME);
+    write_str_attr(b, "route", span, VQ_FIELD_ROUTE);
+
+    vq_json_lit(b, ",\"request_size_bytes\":");
+    vq_json_int(b, span->h.request_body_size);
+    vq_json_lit(b, ",\"response_size_bytes\":");
+    vq_json_int(b, span->h.response_body_size);
+
+    write_str_attr(b, "user_agent", span, VQ_FIELD_USER_AGENT);
+    write_str_attr(b, "content_type", span, VQ_FIELD_CONTENT_TYPE);
+    write_str_attr(b, "client_ip", span, VQ_FIELD_CLIENT_ADDRESS);
+
+    vq_json_lit(b, ",\"client_port\":");
+    vq_json_int(b, span->h.client_port);
+
+    write_str_attr(b, "host", span, VQ_FIELD_HOST);
+
+    vq_json_lit(b, ",\"server_port\":");
+    vq_json_int(b, span->h.server_port);
+
+    write_str_attr(b, "http_version", span, VQ_FIELD_PROTOCOL_VERSION);
+    write_str_attr(b, "request_id", span, VQ_FIELD_REQUEST_ID);
+
+    vq_json_lit(b, "}");
+}
+
+static void
+write_tags(vq_buf_t *b, const vq_span_t *span)
+{
+    const char  *s;
+    size_t       len;
+    unsigned     i;
+
+    vq_json_lit(b, "{");
+
+    for (i = 0; i < span->h.nattrs; i++) {
+        if (i > 0) {
+            vq_json_lit(b, ",");
+        }
+
+        s = vq_span_attr_key(span, i, &len);
+        vq_json_string(b, s, len);
+        vq_json_lit(b, ":");
+        s = vq_span_attr_value(span, i, &len);
+        vq_json_string(b, s, len);
+    }
+
+    if (span->h.truncated) {
+        if (i > 0) {
+            vq_json_lit(b, ",");
+        }
+        vq_json_lit(b, "\"vaquero.truncated\":\"true\"");
+    }
+
+    vq_json_lit(b, "}");
+}
+
+static void
+write_common(vq_buf_t *b, iso_cache_t *cache, const vq_span_t *span)
+{
+    write_field(b, ",\"name\":", sizeof(",\"name\":") - 1, span,
+                VQ_FIELD_NAME);
+
+    vq_json_lit(b, ",\"start_time\":");
+    write_time(b, cache, span->h.start_us);
+    vq_json_lit(b, ",\"end_time\":");
+    write_time(b, cache, span->h.end_us);
+    vq_json_lit(b, ",\"duration_ms\":");
+    vq_json_int(b, span->h.end_us > span->h.start_us
+                   ? (span->h.end_us - span->h.start_us) / 1000 : 0);
+
+    if (span->h.flags & VQ_SPAN_ERROR) {
+        vq_json_lit(b, ",\"status\":\"failed\"");
+    } else {
+        vq_json_lit(b, ",\"status\":\"completed\"");
+    }
+}
+
+static void
+write_trace(vq_buf_t *b, iso_cache_t *cache, const vq_resource_t *res,
+    const vq_span_t *span)
+{
+    vq_json_lit(b, "{\"trace_id\":");
+    write_uuid(b, span->h.trace_id);
+
+    write_common(b, cache, span);
+
+    vq_json_lit(b, ",\"error_count\":");
+    vq_json_int(b, (span->h.flags & VQ_SPAN_ERROR) ? 1 : 0);
+    vq_json_lit(b, ",\"environment\":");
+    vq_json_cstring(b, res->environment);
+    vq_json_lit(b, ",\"hostname\":");
+    vq_json_cstring(b, res->hostname);
+    vq_json_lit(b, ",\"sdk_version\":");
+    vq_json_cstring(b, res->sdk_version);
+
+    vq_json_lit(b, ",\"tags\":");
+    write_tags(b, span);
+
+    vq_json_lit(b, ",\"raw_data\":{\"attributes\":");
+    write_attributes(b, span);
+
+    vq_json_lit(b, ",\"metadata\":{\"span_id\":");
+    write_id(b, span->h.span_id, VQ_SPAN_ID_SIZE);
+    vq_json_lit(b, ",\"parent_span_id\":null,\"agent_name\":");
+    write_field(b, "", 0, span, VQ_FIELD_AGENT_NAME);
+    if (span->h.str[VQ_FIELD_AGENT_NAME].off == 0) {
+        vq_json_lit(b, "null");
+    }
+    vq_json_lit(b, ",\"service_name\":");
+    vq_json_cstring(b, res->service_name);
+    vq_json_lit(b, ",\"project_id\":");
+    if (res->project_id) {
+        vq_json_cstring(b, res->project_id);
+    } else {
+        vq_json_lit(b, "null");
+    }
+
+    vq_json_lit(b, "}}}");
+}
+
+static void
+write_agent(vq_buf_t *b, iso_cache_t *cache, const vq_span_t *span)
+{
+    vq_json_lit(b, "{\"trace_id\":");
+    write_uuid(b, span->h.trace_id);
+    vq_json_lit(b, ",\"agent_id\":");
+    write_id(b, span->h.span_id, VQ_SPAN_ID_SIZE);
+
+    write_common(b, cache, span);
+
+    vq_json_lit(b, ",\"type\":");
+    write_field(b, "", 0, span, VQ_FIELD_AGENT_NAME);
+    if (span->h.str[VQ_FIELD_AGENT_NAME].off == 0) {
+        vq_json_lit(b, "null");
+    }
+
+    if (span->h.flags & VQ_SPAN_ERROR) {
+        vq_json_lit(b, ",\"error_type\":\"HTTPError\",\"error_message\":"
+                       "\"HTTP ");
+        vq_json_int(b, span->h.status_code);
+        vq_json_lit(b, "\"");
+    }
+
+    vq_json_lit(b, ",\"tags\":");
+    write_tags(b, span);
+
+    vq_json_lit(b, ",\"raw_data\":{\"attributes\":");
+    write_attributes(b, span);
+    vq_json_lit(b, ",\"parent_span_id\":");
+    write_id(b, span->h.parent_span_id, VQ_SPAN_ID_SIZE);
+
+    vq_json_lit(b, "}}");
+}
+
+/*
+ * Agent span ids of the batch in an open-addressing table, so that
+ * finding each agent's parent costs O(1) rather than a scan.
+ */
+static size_t
+id_hash(const uint8_t *id, size_t mask)
+{
+    uint64_t  v;
+
+    memcpy(&v, id, sizeof(v));
+    return (size_t) ((v * 0x9e3779b97f4a7c15ULL) >> 17) & mask;
+}
+
+static void
+write_dependencies(vq_buf_t *b, const vq_span_t *const *spans,
+    const unsigned char *valid, size_t n)
+{
+    const vq_span_t  *parent;
+    size_t            size, mask, i, j, written;
+    ssize_t          *table;
+
+    for (size = 16; size < 2 * n; size *= 2) { /* void */ }
+    mask = size - 1;
+
+    table = malloc(size * sizeof(ssize_t));
+    if (table == NULL) {
+        b->failed = 1;
+        return;
+    }
+
+    for (i = 0; i < size; i++) {
+        table[i] = -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!valid[i] || !(spans[i]->h.flags & VQ_SPAN_HAS_PARENT)) {
+            continue;
+        }
+
+        for (j = id_hash(spans[i]->h.span_id, mask); table[j] != -1;
+             j = (j + 1) & mask)
+        { /* void */ }
+
+        table[j] = (ssize_t) i;
+    }
+
+    written = 0;
+
+    for (i = 0; i < n; i++) {
+        if (!valid[i] || !(spans[i]->h.flags & VQ_SPAN_HAS_PARENT)) {
+            continue;
+        }
+
+        for (j = id_hash(spans[i]->h.parent_span_id, mask); table[j] != -1;
+             j = (j + 1) & mask)
+        {
+            parent = spans[table[j]];
+
+            if (memcmp(parent->h.span_id, spans[i]->h.parent_span_id,
+                       VQ_SPAN_ID_SIZE) != 0
+                || memcmp(parent->h.trace_id, spans[i]->h.trace_id,
+                          VQ_TRACE_ID_SIZE) != 0)
+            {
+                continue;
+            }
+
+            if (written++) {
+                vq_json_lit(b, ",");
+            }
+            vq_json_lit(b, "{\"trace_id\":");
+            write_uuid(b, spans[i]->h.trace_id);
+            vq_json_lit(b, ",\"parent_agent_id\":");
+            write_id(b, parent->h.span_id, VQ_SPAN_ID_SIZE);
+            vq_json_lit(b, ",\"child_agent_id\":");
+            write_id(b, spans[i]->h.span_id, VQ_SPAN_ID_SIZE);
+            vq_json_lit(b, ",\"dependency_type\":\"calls\"}");
+            break;
+        }
+    }
+
+    free(table);
+}
+
+int
+vq_encode_vaquero_batch(vq_buf_t *b, const vq_resource_t *res,
+    const vq_span_t *const *spans, size_t n)
+{
+    unsigned char  *valid;
+    iso_cache_t     cache;
+    size_t          i, written;
+    int             encoded;
+
+    valid = malloc(n ? n : 1);
+    if (valid == NULL) {
+        return VQ_ENOMEM;
+    }
+
+    encoded = 0;
+
+    for (i = 0; i < n; i++) {
+        valid[i] = vq_span_validate(spans[i], VQ_SPAN_RECORD_MAX) == VQ_OK;
+        encoded += valid[i];
+    }
+
+    cache.sec = -1;
+
+    vq_json_lit(b, "{\"traces\":[");
+
+    written = 0;
+    for (i = 0; i < n; i++) {
+        if (valid[i] && !(spans[i]->h.flags & VQ_SPAN_HAS_PARENT)) {
+            if (written++) {
+                vq_json_lit(b, ",");
+            }
+            write_trace(b, &cache, res, spans[i]);
+        }
+    }
+
+    vq_json_lit(b, "],\"agents\":[");
+
+    written = 0;
+    for (i = 0; i < n; i++) {
+        if (valid[i] && (spans[i]->h.flags & VQ_SPAN_HAS_PARENT)) {
+            if (written++) {
+                vq_json_lit(b, ",");
+            }
+            write_agent(b, &cache, spans[i]);
+        }
+    }
+
+    vq_json_lit(b, "],\"dependencies\":[");
+    write_dependencies(b, spans, valid, n);
+    vq_json_lit(b, "]}");
+
+    free(valid);
+
+    return b->failed ? VQ_ENOMEM : encoded;
+}

@@ -1,0 +1,470 @@
+package VaqueroTest;
+
+# Integration test harness, in the spirit of nginx's Test::Nginx: each test
+# writes an nginx config into a temporary prefix, starts the packaged nginx
+# with the module built from this tree, talks to it over loopback, and reads
+# what a loopback collector (a forked Perl HTTP server it controls) received.
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use Exporter qw(import);
+use File::Temp qw(tempdir);
+use Fcntl qw(:flock SEEK_SET);
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(WNOHANG setsid);
+use Socket qw(SOL_SOCKET SO_REUSEADDR);
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+our @EXPORT_OK = qw(http http_get http_post);
+
+use File::Basename qw(dirname);
+my $ROOT = abs_path(dirname(__FILE__) . '/../..');
+
+our $NGINX = $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx';
+our $MODULE = $ENV{VAQUERO_MODULE} // "$ROOT/build/ngx_http_vaquero_module.so";
+our $PYTHON = '/usr/bin/python3';
+
+sub new {
+    my ($class) = @_;
+
+    plan(skip_all => "no module at $MODULE: run make") unless -f $MODULE;
+
+    my $dir = tempdir('vaquero-t-XXXXXX', TMPDIR => 1,
+                      CLEANUP => !$ENV{TEST_KEEP});
+    chmod 0755, $dir;     # workers run as nobody
+
+    my $self = bless { dir => $dir, ports => {}, pids => [] }, $class;
+    diag("test directory $dir") if $ENV{TEST_KEEP};
+    return $self;
+}
+
+sub dir { $_[0]{dir} }
+sub root { $ROOT }
+
+# A free loopback port, the same one for the same name.
+sub port {
+    my ($self, $name) = @_;
+    return $self->{ports}{$name} //= do {
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                      Listen => 1, ReuseAddr => 1)
+            or die "no free port: $!";
+        my $p = $s->sockport;
+        close $s;
+        $p;
+    };
+}
+
+sub write_file {
+    my ($self, $name, $content) = @_;
+    open my $fh, '>', "$self->{dir}/$name" or die "$name: $!";
+    print $fh $content;
+    close $fh;
+}
+
+sub read_file {
+    my ($self, $name) = @_;
+    open my $fh, '<', "$self->{dir}/$name" or return '';
+    local $/;
+    return scalar <$fh>;
+}
+
+# Config with %%MODULE%%, %%TESTDIR%%, %%PORT_name%%, %%COLLECTOR%% (the
+# collector's URL), %%TEST_GLOBALS%% and %%TEST_GLOBALS_HTTP%% replaced.
+sub write_config {
+    my ($self, $conf) = @_;
+    my $d = $self->{dir};
+
+    my $globals = <<"END";
+load_module $MODULE;
+pid $d/nginx.pid;
+error_log $d/error.log info;
+END
+    my $globals_http = <<"END";
+client_body_temp_path $d/client_body_temp;
+proxy_temp_path $d/proxy_temp;
+fastcgi_temp_path $d/fastcgi_temp;
+uwsgi_temp_path $d/uwsgi_temp;
+scgi_temp_path $d/scgi_temp;
+access_log $d/access.log;
+END
+
+    $conf =~ s/%%TEST_GLOBALS%%/$globals/g;
+    $conf =~ s/%%TEST_GLOBALS_HTTP%%/$globals_http/g;
+    $conf =~ s/%%MODULE%%/$MODULE/g;
+    $conf =~ s/%%TESTDIR%%/$d/g;
+    $conf =~ s/%%COLLECTOR%%/'http:\/\/127.0.0.1:' . $self->port('collector')/ge;
+    $conf =~ s/%%PORT_(\w+)%%/$self->port($1)/ge;
+
+    $self->write_file('nginx.conf', $conf);
+    return $self;
+}
+
+# nginx -t: (exit status, output)
+sub test_config {
+    my ($self) = @_;
+    my $out = `$NGINX -p $self->{dir}/ -c $self->{dir}/nginx.conf -t 2>&1`;
+    return ($? >> 8, $out);
+}
+
+sub master_pid {
+    my ($self) = @_;
+    my $pid = $self->read_file('nginx.pid');
+    chomp $pid;
+    return $pid || undef;
+}
+
+sub run {
+    my ($self, %opts) = @_;
+    my $d = $self->{dir};
+
+    unlink "$d/nginx.pid";
+
+    if ($opts{foreground}) {
+        # master_process off/daemon off: nginx stays our child
+        my $pid = fork() // die "fork: $!";
+        if ($pid == 0) {
+            open STDOUT, '>>', "$d/stderr.log";
+            open STDERR, '>>', "$d/stderr.log";
+            exec $NGINX, '-p', "$d/", '-c', "$d/nginx.conf";
+            exit 127;
+        }
+        $self->{foreground} = $pid;
+
+    } else {
+        system("$NGINX -p $d/ -c $d/nginx.conf >>$d/stderr.log 2>&1") == 0
+            or die "nginx failed to start:\n" . $self->read_file('stderr.log')
+                   . $self->read_file('error.log');
+    }
+
+    for (1 .. 100) {
+        last if $self->master_pid && kill(0, $self->master_pid);
+        sleep 0.05;
+    }
+
+    die "nginx did not start:\n" . $self->read_file('error.log')
+        unless $self->master_pid;
+
+    # until every listen port answers
+    for my $name (@{ $opts{wait_ports} // [] }) {
+        $self->wait_port($self->port($name));
+    }
+
+    return $self;
+}
+
+sub wait_port {
+    my ($self, $port, $timeout) = @_;
+    my $until = time + ($timeout // 10);
+    while (time < $until) {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port");
+        return 1 if $s;
+        sleep 0.05;
+    }
+    die "nothing listens on $port";
+}
+
+sub signal {
+    my ($self, $sig) = @_;
+    kill $sig, $self->master_pid;
+}
+
+# Pids of the master's worker processes, from /proc.
+sub workers {
+    my ($self) = @_;
+    my $master = $self->master_pid or return ();
+    my @w;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // next;
+        my ($pid, $comm, $ppid) = $line =~ /^(\d+) \((.*)\) \S+ (\d+)/ or next;
+        push @w, $pid if $ppid == $master;
+    }
+    return sort { $a <=> $b } @w;
+}
+
+sub threads_of {
+    my ($self, $pid) = @_;
+    my @t = glob "/proc/$pid/task/*";
+    return scalar @t;
+}
+
+sub reload {
+    my ($self) = @_;
+    my @old = $self->workers;
+    $self->signal('HUP');
+    # until the old workers are gone and new ones run
+    my $until = time + 15;
+    while (time < $until) {
+        my %now = map { $_ => 1 } $self->workers;
+        last if !grep({ $now{$_} } @old) && %now;
+        sleep 0.05;
+    }
+    return $self;
+}
+
+# Stops nginx (QUIT by default) and waits until the master has exited.
+sub stop {
+    my ($self, $sig) = @_;
+    my $pid = $self->master_pid or return;
+    kill($sig // 'QUIT', $pid);
+
+    my $until = time + 20;
+    while (time < $until) {
+        if ($self->{foreground}) {
+            last if waitpid($self->{foreground}, WNOHANG) == $self->{foreground};
+        } else {
+            last unless kill 0, $pid;
+        }
+        sleep 0.05;
+    }
+
+    if (kill 0, $pid) {
+        diag("nginx $pid did not stop, killing it");
+        kill 'KILL', $pid;
+    }
+    delete $self->{foreground};
+    unlink "$self->{dir}/nginx.pid";
+}
+
+sub error_log { $_[0]->read_file('error.log') }
+
+# Lines of error.log at alert level or worse.
+sub alerts {
+    my ($self) = @_;
+    return grep { /\[(alert|emerg|crit)\]/ } split /\n/, $self->error_log;
+}
+
+###########################################################################
+# The collector: records every request it receives as a JSON line in
+# collector.log; answers as collector.mode says ("200", "503", "429",
+# "400", "stall" or "close"), read for every request.
+
+sub collector_mode {
+    my ($self, $mode) = @_;
+    $self->write_file('collector.mode.tmp', $mode);
+    rename "$self->{dir}/collector.mode.tmp", "$self->{dir}/collector.mode";
+}
+
+sub start_collector {
+    my ($self) = @_;
+    my $port = $self->port('collector');
+    my $dir = $self->{dir};
+
+    $self->collector_mode('200') unless -f "$dir/collector.mode";
+
+    my $listen = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
+                                       Listen => 128, ReuseAddr => 1)
+        or die "collector cannot listen on $port: $!";
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        setsid();
+        $SIG{CHLD} = 'IGNORE';
+        while (my $c = $listen->accept) {
+            my $child = fork();
+            if (defined $child && $child == 0) {
+                close $listen;
+                _serve_connection($c, $dir);
+                exit 0;
+            }
+            close $c;
+        }
+        exit 0;
+    }
+
+    close $listen;
+    $self->{collector} = $pid;
+    return $self;
+}
+
+sub _serve_connection {
+    my ($c, $dir) = @_;
+    binmode $c;
+    my $json = JSON::PP->new->canonical;
+
+    while (1) {
+        my $head = '';
+        while ($head !~ /\r\n\r\n/) {
+            my $n = sysread($c, my $chunk, 1);
+            return unless $n;
+            $head .= $chunk;
+        }
+
+        my ($request_line, @lines) = split /\r\n/, $head;
+        my ($method, $path) = split / /, $request_line;
+        my %h;
+        for (@lines) {
+            my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+            $h{lc $k} = $v;
+        }
+
+        my $body = '';
+        if (my $len = $h{'content-length'}) {
+            while (length($body) < $len) {
+                my $n = sysread($c, $body, $len - length($body), length($body));
+                return unless $n;
+            }
+        } elsif (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+            while (1) {
+                my $line = '';
+                while ($line !~ /\r\n$/) {
+                    sysread($c, my $ch, 1) or return;
+                    $line .= $ch;
+                }
+                my $size = hex $line;
+                my $data = '';
+                while (length($data) < $size + 2) {
+                    sysread($c, $data, $size + 2 - length($data), length($data))
+                        or return;
+                }
+                last if $size == 0;
+                $body .= substr($data, 0, $size);
+            }
+        }
+
+        open my $mfh, '<', "$dir/collector.mode";
+        my $mode = <$mfh> // '200';
+        close $mfh;
+        chomp $mode;
+
+        open my $log, '>>', "$dir/collector.log" or die;
+        flock $log, LOCK_EX;
+        print $log $json->encode({ method => $method, path => $path,
+                                   headers => \%h, body => $body,
+                                   mode => $mode }), "\n";
+        close $log;
+
+        return if $mode eq 'close';
+
+        if ($mode eq 'stall') {
+            sleep 3600;
+            return;
+        }
+
+        my $status = $mode =~ /^\d+$/ ? $mode : 200;
+        my $reply = '{}';
+        syswrite $c, "HTTP/1.1 $status X\r\nContent-Type: application/json\r\n"
+                   . "Content-Length: " . length($reply) . "\r\n\r\n$reply";
+    }
+}
+
+sub stop_collector {
+    my ($self) = @_;
+    my $pid = delete $self->{collector} or return;
+    kill 'TERM', -$pid;      # the whole session: listener and connections
+    waitpid $pid, 0;
+}
+
+# Every request the collector received, decoded: { method, path, headers,
+# body, json (the decoded body, or undef if it was not JSON) }.
+sub collected {
+    my ($self) = @_;
+    my @r;
+    my $json = JSON::PP->new;
+    for my $line (split /\n/, $self->read_file('collector.log')) {
+        my $r = $json->decode($line);
+        $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
+        $r->{json_error} = $@ if $@;
+        push @r, $r;
+    }
+    return @r;
+}
+
+# Spans from the batches answered 2xx: traces[] and agents[] items, each
+# with a "kind" key added ("trace" or "agent").
+sub spans {
+    my ($self) = @_;
+    my @s;
+    for my $r ($self->collected) {
+        next unless $r->{mode} =~ /^2/ && $r->{json};
+        push @s, map({ { %$_, kind => 'trace' } } @{ $r->{json}{traces} // [] }),
+                 map({ { %$_, kind => 'agent' } } @{ $r->{json}{agents} // [] });
+    }
+    return @s;
+}
+
+# Waits until at least $n spans arrived (or $timeout seconds); returns them.
+sub wait_spans {
+    my ($self, $n, $timeout) = @_;
+    my $until = time + ($timeout // 15);
+    my @s;
+    while (time < $until) {
+        @s = $self->spans;
+        return @s if @s >= $n;
+        sleep 0.1;
+    }
+    return @s;
+}
+
+###########################################################################
+# A FastAPI backend (t/app/app.py) under uvicorn.
+
+sub start_backend {
+    my ($self) = @_;
+    my $port = $self->port('backend');
+    my $dir = $self->{dir};
+
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        setsid();
+        open STDOUT, '>>', "$dir/backend.log";
+        open STDERR, '>>', "$dir/backend.log";
+        exec $PYTHON, '-m', 'uvicorn', 'app:app', '--app-dir', "$ROOT/t/app",
+             '--host', '127.0.0.1', '--port', $port, '--log-level', 'warning';
+        exit 127;
+    }
+
+    $self->{backend} = $pid;
+    $self->wait_port($port, 30);
+    return $self;
+}
+
+sub stop_backend {
+    my ($self) = @_;
+    my $pid = delete $self->{backend} or return;
+    kill 'TERM', -$pid;
+    waitpid $pid, 0;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local $?;
+    $self->stop('TERM') if $self->master_pid && kill(0, $self->master_pid);
+    $self->stop_collector;
+    $self->stop_backend;
+}
+
+###########################################################################
+# HTTP client: raw requests over loopback.
+
+sub http {
+    my ($port, $request) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 10)
+        or die "connect $port: $!";
+    binmode $s;
+    print $s $request;
+    local $/;
+    my $reply = <$s>;
+    close $s;
+    return $reply // '';
+}
+
+sub http_get {
+    my ($port, $uri, %h) = @_;
+    my $headers = join '', map { "$_: $h{$_}\r\n" } sort keys %h;
+    return http($port, "GET $uri HTTP/1.0\r\nHost: localhost\r\n$headers\r\n");
+}
+
+sub http_post {
+    my ($port, $uri, $body, %h) = @_;
+    my $headers = join '', map { "$_: $h{$_}\r\n" } sort keys %h;
+    return http($port, "POST $uri HTTP/1.0\r\nHost: localhost\r\n$headers"
+                       . "Content-Length: " . length($body) . "\r\n\r\n$body");
+}
+
+1;
