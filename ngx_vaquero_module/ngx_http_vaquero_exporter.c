@@ -13,6 +13,12 @@
 
 #define NGX_HTTP_VAQUERO_TIMER  1000        /* ms */
 
+/*
+ * On "nginx -s stop" the master kills workers that are still there about
+ * 1.5 s after it asked them to go: leave well before that.
+ */
+#define NGX_HTTP_VAQUERO_TERMINATE_TIMEOUT  1000
+
 
 static ngx_int_t ngx_http_vaquero_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
@@ -24,6 +30,7 @@ static void ngx_http_vaquero_timer_handler(ngx_event_t *ev);
 static vq_idgen_t     *ngx_http_vaquero_idgen_;
 static vq_exporter_t  *ngx_http_vaquero_exporter;
 static ngx_cycle_t    *ngx_http_vaquero_exporter_cycle;
+static ngx_msec_t      ngx_http_vaquero_shutdown_timeout;
 static ngx_event_t     ngx_http_vaquero_timer;
 static ngx_uint_t      ngx_http_vaquero_library_ready;
 
@@ -171,7 +178,7 @@ ngx_http_vaquero_start_exporter(ngx_cycle_t *cycle)
     conf.batch_size = (size_t) vmcf->batch_size;
     conf.flush_interval_ms = (unsigned) vmcf->flush_interval;
     conf.export_timeout_ms = (unsigned) vmcf->export_timeout;
-    conf.shutdown_timeout_ms = (unsigned) vmcf->shutdown_timeout;
+    ngx_http_vaquero_shutdown_timeout = vmcf->shutdown_timeout;
 
     ngx_http_vaquero_exporter = vq_exporter_create(&conf, vmcf->shm->queue,
                                                    &vmcf->shm->stats,
@@ -203,12 +210,20 @@ ngx_http_vaquero_start_exporter(ngx_cycle_t *cycle)
 static void
 ngx_http_vaquero_stop_exporter(void)
 {
+    ngx_msec_t  timeout;
+
     if (ngx_http_vaquero_exporter == NULL) {
         return;
     }
 
+    timeout = ngx_http_vaquero_shutdown_timeout;
+
+    if (ngx_terminate && timeout > NGX_HTTP_VAQUERO_TERMINATE_TIMEOUT) {
+        timeout = NGX_HTTP_VAQUERO_TERMINATE_TIMEOUT;
+    }
+
     /* sends what the queue holds, for vaquero_shutdown_timeout at most */
-    vq_exporter_stop(ngx_http_vaquero_exporter);
+    vq_exporter_stop(ngx_http_vaquero_exporter, (unsigned) timeout);
     vq_exporter_destroy(ngx_http_vaquero_exporter);
 
     ngx_http_vaquero_exporter = NULL;

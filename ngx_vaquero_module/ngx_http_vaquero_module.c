@@ -23,6 +23,10 @@ static char *ngx_http_vaquero_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_vaquero_attribute(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_vaquero_mode(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_vaquero_check_batch_size(ngx_conf_t *cf, void *post,
+    void *data);
 static char *ngx_http_vaquero_check_msec(ngx_conf_t *cf, void *post,
     void *data);
 static char *ngx_http_vaquero_check_queue_size(ngx_conf_t *cf, void *post,
@@ -38,14 +42,8 @@ static char *ngx_http_vaquero_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 
 
-static ngx_conf_enum_t  ngx_http_vaquero_modes[] = {
-    { ngx_string("production"), NGX_HTTP_VAQUERO_PRODUCTION },
-    { ngx_string("development"), NGX_HTTP_VAQUERO_DEVELOPMENT },
-    { ngx_null_string, 0 }
-};
-
-static ngx_conf_num_bounds_t  ngx_http_vaquero_batch_size_bounds = {
-    ngx_conf_check_num_bounds, 1, 10000
+static ngx_conf_post_t  ngx_http_vaquero_batch_size_post = {
+    ngx_http_vaquero_check_batch_size
 };
 
 static ngx_conf_post_t  ngx_http_vaquero_msec_post = {
@@ -107,17 +105,17 @@ static ngx_command_t  ngx_http_vaquero_commands[] = {
 
     { ngx_string("vaquero_mode"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_vaquero_mode,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_vaquero_main_conf_t, mode),
-      &ngx_http_vaquero_modes },
+      NULL },
 
     { ngx_string("vaquero_batch_size"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_vaquero_main_conf_t, batch_size),
-      &ngx_http_vaquero_batch_size_bounds },
+      &ngx_http_vaquero_batch_size_post },
 
     { ngx_string("vaquero_flush_interval"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -556,6 +554,50 @@ ngx_http_vaquero_attribute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_vaquero_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_vaquero_main_conf_t  *vmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (vmcf->mode != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "production") == 0) {
+        vmcf->mode = NGX_HTTP_VAQUERO_PRODUCTION;
+
+    } else if (ngx_strcmp(value[1].data, "development") == 0) {
+        vmcf->mode = NGX_HTTP_VAQUERO_DEVELOPMENT;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be \"production\" or \"development\"",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_vaquero_check_batch_size(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_int_t  *n = data;
+
+    if (*n < 1 || *n > 10000) {
+        return "must be between 1 and 10000";
     }
 
     return NGX_CONF_OK;

@@ -20,6 +20,7 @@
 #define VQ_MESSAGE_INTERVAL   10000     /* ms between two log messages */
 #define VQ_BACKOFF_MIN_MS     100
 #define VQ_BACKOFF_MAX_MS     10000
+#define VQ_TRANSFER_POLL_MS   50        /* deadline checks during a transfer */
 
 struct vq_exporter_s {
     vq_exporter_conf_t    conf;
@@ -30,6 +31,7 @@ struct vq_exporter_s {
     vq_queue_t           *queue;
     vq_stats_t           *stats;
 
+    CURLM                *multi;            /* owns the kept-alive connection */
     CURL                 *curl;
     struct curl_slist    *headers;
     char                  curl_error[CURL_ERROR_SIZE];
@@ -122,15 +124,10 @@ discard_body(char *ptr, size_t size, size_t nmemb, void *data)
     return size * nmemb;
 }
 
-/* Lets vq_exporter_stop() cut a transfer short at the shutdown deadline. */
 static int
-check_abort(void *data, curl_off_t dltotal, curl_off_t dlnow,
-    curl_off_t ultotal, curl_off_t ulnow)
+past_deadline(vq_exporter_t *ex)
 {
-    vq_exporter_t  *ex = data;
-    int64_t         at;
-
-    (void) dltotal; (void) dlnow; (void) ultotal; (void) ulnow;
+    int64_t  at;
 
     at = __atomic_load_n(&ex->abort_at, __ATOMIC_RELAXED);
 
@@ -223,9 +220,11 @@ setup_curl(vq_exporter_t *ex)
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ex->curl_error);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, check_abort);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, ex);
+
+    ex->multi = curl_multi_init();
+    if (ex->multi == NULL) {
+        return VQ_ENOMEM;
+    }
 
     return VQ_OK;
 }
@@ -329,11 +328,15 @@ vq_exporter_destroy(vq_exporter_t *ex)
     }
 
     if (ex->running) {
-        vq_exporter_stop(ex);
+        vq_exporter_stop(ex, 0);
     }
 
     if (ex->curl) {
         curl_easy_cleanup(ex->curl);
+    }
+
+    if (ex->multi) {
+        curl_multi_cleanup(ex->multi);
     }
 
     curl_slist_free_all(ex->headers);
@@ -354,6 +357,58 @@ vq_exporter_destroy(vq_exporter_t *ex)
 
     free(ex);
 }
+
+/*
+ * One transfer, through the multi interface so that vq_exporter_stop()
+ * can wake it and cut it short at the shutdown deadline.
+ */
+static CURLcode
+perform(vq_exporter_t *ex)
+{
+    CURLMsg   *msg;
+    CURLcode   rc;
+    int        running, left;
+
+    if (curl_multi_add_handle(ex->multi, ex->curl) != CURLM_OK) {
+        return CURLE_FAILED_INIT;
+    }
+
+    rc = CURLE_OK;
+    running = 1;
+
+    while (running) {
+        if (curl_multi_perform(ex->multi, &running) != CURLM_OK) {
+            rc = CURLE_FAILED_INIT;
+            break;
+        }
+
+        if (!running) {
+            break;
+        }
+
+        if (past_deadline(ex)) {
+            snprintf(ex->curl_error, sizeof(ex->curl_error),
+                     "abandoned at the shutdown deadline");
+            rc = CURLE_ABORTED_BY_CALLBACK;
+            break;
+        }
+
+        curl_multi_poll(ex->multi, NULL, 0, VQ_TRANSFER_POLL_MS, NULL);
+    }
+
+    if (!running) {
+        while ((msg = curl_multi_info_read(ex->multi, &left)) != NULL) {
+            if (msg->msg == CURLMSG_DONE && msg->easy_handle == ex->curl) {
+                rc = msg->data.result;
+            }
+        }
+    }
+
+    curl_multi_remove_handle(ex->multi, ex->curl);
+
+    return rc;
+}
+
 
 /* The HTTP status, or 0 when there was no answer. */
 static long
@@ -377,7 +432,7 @@ post(vq_exporter_t *ex, const vq_span_t *const *spans, size_t n)
                      (curl_off_t) ex->body.len);
 
     ex->curl_error[0] = '\0';
-    rc = curl_easy_perform(ex->curl);
+    rc = perform(ex);
 
     vq_stats_add(&ex->stats->export_requests, 1);
 
@@ -651,7 +706,7 @@ vq_exporter_start(vq_exporter_t *ex)
 }
 
 void
-vq_exporter_stop(vq_exporter_t *ex)
+vq_exporter_stop(vq_exporter_t *ex, unsigned timeout_ms)
 {
     if (!ex->running) {
         return;
@@ -659,11 +714,12 @@ vq_exporter_stop(vq_exporter_t *ex)
 
     pthread_mutex_lock(&ex->lock);
     ex->stopping = 1;
-    __atomic_store_n(&ex->abort_at,
-                     monotonic_ms() + ex->conf.shutdown_timeout_ms,
+    __atomic_store_n(&ex->abort_at, monotonic_ms() + timeout_ms,
                      __ATOMIC_RELAXED);
     pthread_cond_signal(&ex->cond);
     pthread_mutex_unlock(&ex->lock);
+
+    curl_multi_wakeup(ex->multi);
 
     pthread_join(ex->thread, NULL);
     ex->running = 0;

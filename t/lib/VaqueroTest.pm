@@ -19,7 +19,7 @@ use Socket qw(SOL_SOCKET SO_REUSEADDR);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-our @EXPORT_OK = qw(http http_get http_post);
+our @EXPORT_OK = qw(http http_get http_post http_keepalive);
 
 use File::Basename qw(dirname);
 my $ROOT = abs_path(dirname(__FILE__) . '/../..');
@@ -37,7 +37,7 @@ sub new {
                       CLEANUP => !$ENV{TEST_KEEP});
     chmod 0755, $dir;     # workers run as nobody
 
-    my $self = bless { dir => $dir, ports => {}, pids => [] }, $class;
+    my $self = bless { dir => $dir, ports => {}, owner => $$ }, $class;
     diag("test directory $dir") if $ENV{TEST_KEEP};
     return $self;
 }
@@ -130,7 +130,7 @@ sub run {
             open STDOUT, '>>', "$d/stderr.log";
             open STDERR, '>>', "$d/stderr.log";
             exec $NGINX, '-p', "$d/", '-c', "$d/nginx.conf";
-            exit 127;
+            POSIX::_exit(127);
         }
         $self->{foreground} = $pid;
 
@@ -270,11 +270,11 @@ sub start_collector {
             if (defined $child && $child == 0) {
                 close $listen;
                 _serve_connection($c, $dir);
-                exit 0;
+                POSIX::_exit(0);
             }
             close $c;
         }
-        exit 0;
+        POSIX::_exit(0);
     }
 
     close $listen;
@@ -416,7 +416,7 @@ sub start_backend {
         open STDERR, '>>', "$dir/backend.log";
         exec $PYTHON, '-m', 'uvicorn', 'app:app', '--app-dir', "$ROOT/t/app",
              '--host', '127.0.0.1', '--port', $port, '--log-level', 'warning';
-        exit 127;
+        POSIX::_exit(127);
     }
 
     $self->{backend} = $pid;
@@ -433,6 +433,7 @@ sub stop_backend {
 
 sub DESTROY {
     my ($self) = @_;
+    return unless $$ == $self->{owner};     # not in forked helpers
     local $?;
     $self->stop('TERM') if $self->master_pid && kill(0, $self->master_pid);
     $self->stop_collector;
@@ -452,6 +453,28 @@ sub http {
     my $reply = <$s>;
     close $s;
     return $reply // '';
+}
+
+# $count HTTP/1.1 GETs over one kept-alive connection; returns the statuses.
+sub http_keepalive {
+    my ($port, $uri, $count) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 10)
+        or die "connect $port: $!";
+    binmode $s;
+    my @status;
+    for (1 .. $count) {
+        print $s "GET $uri HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        my $head = '';
+        while ($head !~ /\r\n\r\n/) {
+            sysread($s, my $c, 1) or die "connection closed";
+            $head .= $c;
+        }
+        my ($len) = $head =~ /Content-Length: (\d+)/i;
+        read($s, my $body, $len // 0);
+        push @status, $head =~ m{^HTTP/1.1 (\d+)};
+    }
+    close $s;
+    return @status;
 }
 
 sub http_get {

@@ -28,7 +28,6 @@ typedef struct {
     size_t       batch_size;            /* spans per request body, >= 1 */
     unsigned     flush_interval_ms;     /* longest a span waits in a batch */
     unsigned     export_timeout_ms;     /* one HTTP request */
-    unsigned     shutdown_timeout_ms;   /* longest vq_exporter_stop() takes */
 } vq_exporter_conf_t;
 
 /* NULL on failure, with the reason in err. */
@@ -40,10 +39,10 @@ int vq_exporter_start(vq_exporter_t *ex);
 
 /*
  * Asks the thread to send what the queue holds and joins it; returns
- * within shutdown_timeout_ms (plus scheduling), abandoning a transfer
- * still running then.
+ * within timeout_ms (plus scheduling), abandoning a transfer still
+ * running then.  Spans it took but could not send go back to the queue.
  */
-void vq_exporter_stop(vq_exporter_t *ex);
+void vq_exporter_stop(vq_exporter_t *ex, unsigned timeout_ms);
 
 /*
  * Sends spans as one batch, now, in the calling thread (not while the
