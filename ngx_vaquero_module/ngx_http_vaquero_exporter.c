@@ -260,7 +260,13 @@ ngx_http_vaquero_init_process(ngx_cycle_t *cycle)
 
     vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_vaquero_module);
 
-    if (vmcf == NULL || vmcf->shm == NULL) {
+    /*
+     * A worker's configuration never changes; the single process may be
+     * reloaded into one that traces, so it always gets ready.
+     */
+    if (ngx_process == NGX_PROCESS_WORKER
+        && (vmcf == NULL || vmcf->shm == NULL))
+    {
         return NGX_OK;
     }
 

@@ -313,7 +313,9 @@ ngx_http_vaquero_log_handler(ngx_http_request_t *r)
     vmcf = ngx_http_get_module_main_conf(r, ngx_http_vaquero_module);
     vlcf = ngx_http_get_module_loc_conf(r, ngx_http_vaquero_module);
 
-    if (vmcf->shm == NULL || !ngx_http_vaquero_traced(r, vlcf)) {
+    if (vmcf->shm == NULL || ngx_http_vaquero_idgen() == NULL
+        || !ngx_http_vaquero_traced(r, vlcf))
+    {
         return NGX_OK;
     }
 

@@ -129,7 +129,7 @@ sub run {
         if ($pid == 0) {
             open STDOUT, '>>', "$d/stderr.log";
             open STDERR, '>>', "$d/stderr.log";
-            exec $NGINX, '-p', "$d/", '-c', "$d/nginx.conf";
+            { exec $NGINX, '-p', "$d/", '-c', "$d/nginx.conf" };
             POSIX::_exit(127);
         }
         $self->{foreground} = $pid;
@@ -414,8 +414,8 @@ sub start_backend {
         setsid();
         open STDOUT, '>>', "$dir/backend.log";
         open STDERR, '>>', "$dir/backend.log";
-        exec $PYTHON, '-m', 'uvicorn', 'app:app', '--app-dir', "$ROOT/t/app",
-             '--host', '127.0.0.1', '--port', $port, '--log-level', 'warning';
+        { exec $PYTHON, '-m', 'uvicorn', 'app:app', '--app-dir', "$ROOT/t/app",
+             '--host', '127.0.0.1', '--port', $port, '--log-level', 'warning' };
         POSIX::_exit(127);
     }
 
