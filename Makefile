@@ -5,6 +5,7 @@
 #   make test       deps, build, SDK unit tests, integration tests (prove t/)
 #   make demo       deps, build, FastAPI behind nginx with the module, traces shown
 #   make sdk-test   the SDK unit tests alone
+#   make bench-exporter  spans per second of one exporter thread (loopback)
 
 SHELL       := /bin/bash
 NGINX_SRC   ?= /usr/share/nginx/src
@@ -25,7 +26,7 @@ SDK_TESTS   := ids span queue encode exporter
 SDK_TEST_BINS := $(SDK_TESTS:%=$(BUILD)/sdk/test_%)
 MODULE_SRCS := $(wildcard ngx_vaquero_module/*.c ngx_vaquero_module/*.h)
 
-.PHONY: all deps sdk-test test demo clean
+.PHONY: all deps sdk-test test demo bench-exporter clean
 
 all: $(MODULE)
 
@@ -69,6 +70,14 @@ test: deps
 demo: deps
 	$(MAKE) all
 	$(PYTHON) tools/demo.py
+
+$(BUILD)/sdk/bench_exporter: sdk/bench/bench_exporter.c $(SDK_SRCS) $(SDK_HDRS)
+	@mkdir -p $(BUILD)/sdk
+	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -lpthread
+
+# one exporter thread's throughput to a loopback collector
+bench-exporter: $(BUILD)/sdk/bench_exporter
+	tools/bench-exporter.sh
 
 clean:
 	rm -rf $(BUILD)

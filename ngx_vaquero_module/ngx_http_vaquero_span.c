@@ -181,7 +181,10 @@ ngx_http_vaquero_set_attributes(ngx_http_request_t *r,
     attr = vlcf->attributes->elts;
 
     for (i = 0; i < vlcf->attributes->nelts; i++) {
-        if (ngx_http_complex_value(r, &attr[i].value, &value) != NGX_OK) {
+        /* an empty value (a header not sent, say) is no attribute */
+        if (ngx_http_complex_value(r, &attr[i].value, &value) != NGX_OK
+            || value.len == 0)
+        {
             continue;
         }
 

@@ -76,14 +76,15 @@ like(http_get($port, '/missing'), qr/^HTTP\/1.1 404/, '404 answered');
 like(http_post($port, '/fail/now', 'abc'), qr/^HTTP\/1.1 500/, '500 answered');
 like(http_get($port, '/quiet'), qr/not traced/, 'untraced location answered');
 like(http_get($port, '/custom?x=42&user=u-7'), qr/^HTTP\/1.1 201/, 'custom');
+like(http_get($port, '/custom2?x=1'), qr/^HTTP\/1.1 201/, 'custom, no user');
 http_get($port, '/byvar?trace=0');
 http_get($port, '/byvar');
 http_get($port, '/byvar?trace=yes');
 
-my @spans = $t->wait_spans(6);
+my @spans = $t->wait_spans(7);
 sleep 0.5;
 @spans = $t->spans;
-is(scalar @spans, 6, 'six spans: not /quiet, not /byvar without trace');
+is(scalar @spans, 7, 'seven spans: not /quiet, not /byvar without trace');
 
 my %by_path = map { $_->{raw_data}{attributes}{'url.path'} => $_ } @spans;
 ok(!$by_path{'/quiet'}, 'vaquero off exports nothing');
@@ -170,6 +171,9 @@ is($c->{raw_data}{metadata}{agent_name}, 'checkout-agent',
 is_deeply($c->{tags}, { 'user.id' => 'u-7', fixed => 'constant' },
           'vaquero_attribute');
 is($c->{raw_data}{attributes}{status_code}, 201, 'custom status');
+is_deeply($by_path{'/custom2'}{tags}, { fixed => 'constant' },
+          'an attribute whose value is empty is left out');
+is_deeply($by_path{'/index'}{tags}, {}, 'no tags where none are set');
 
 # the requests themselves
 
@@ -190,7 +194,7 @@ for my $r (@req) {
 
 my %ids;
 $ids{ $_->{raw_data}{metadata}{span_id} }++ for @spans;
-is(scalar keys %ids, 6, 'span ids unique');
+is(scalar keys %ids, 7, 'span ids unique');
 
 $t->stop;
 is(join("\n", $t->alerts), '', 'no alerts in error.log');
