@@ -28,6 +28,7 @@ typedef struct {
     int              statuses[8];   /* answers to give, then 200 */
     int              nstatuses;
     int              stall;         /* never answer */
+    pthread_t        thread;
     int              requests;
     char            *heads[MAX_REQUESTS];
     char            *bodies[MAX_REQUESTS];
@@ -97,8 +98,8 @@ serve(void *data)
             s->requests++;
             pthread_mutex_unlock(&s->lock);
 
-            if (s->stall) {
-                sleep(30);
+            while (s->stall && !__atomic_load_n(&s->done, __ATOMIC_RELAXED)) {
+                usleep(10000);
             }
 
             snprintf(reply, sizeof(reply), "HTTP/1.1 %d X\r\n"
@@ -114,7 +115,7 @@ serve(void *data)
 }
 
 static void
-server_start(server_t *s, pthread_t *t)
+server_start(server_t *s)
 {
     struct sockaddr_in  sin;
     socklen_t           len;
@@ -134,8 +135,24 @@ server_start(server_t *s, pthread_t *t)
     s->port = ntohs(sin.sin_port);
 
     pthread_mutex_init(&s->lock, NULL);
-    pthread_create(t, NULL, serve, s);
-    pthread_detach(*t);
+    pthread_create(&s->thread, NULL, serve, s);
+}
+
+/* After the exporter is gone: wakes accept() and joins the thread. */
+static void
+server_stop(server_t *s)
+{
+    int  i;
+
+    __atomic_store_n(&s->done, 1, __ATOMIC_RELAXED);
+    shutdown(s->fd, SHUT_RDWR);
+    pthread_join(s->thread, NULL);
+    close(s->fd);
+
+    for (i = 0; i < s->requests && i < MAX_REQUESTS; i++) {
+        free(s->heads[i]);
+        free(s->bodies[i]);
+    }
 }
 
 static int
@@ -233,14 +250,13 @@ test_batches_and_headers(void)
 {
     vq_exporter_t  *ex;
     server_t        srv;
-    pthread_t       t;
     fixture_t       f;
     json_t         *doc;
     size_t          traces;
     int             i, bad_json, big;
 
     memset(&srv, 0, sizeof(srv));
-    server_start(&srv, &t);
+    server_start(&srv);
     fixture_init(&f, 1005);
 
     ex = exporter(&f, srv.port, 100);
@@ -287,7 +303,7 @@ test_batches_and_headers(void)
     CHECK_INT(big, 0);
 
     vq_exporter_destroy(ex);
-    close(srv.fd);
+    server_stop(&srv);
 }
 
 static void
@@ -295,7 +311,6 @@ test_retry_then_success(void)
 {
     vq_exporter_t  *ex;
     server_t        srv;
-    pthread_t       t;
     fixture_t       f;
     char            msg[256];
 
@@ -303,7 +318,7 @@ test_retry_then_success(void)
     srv.statuses[0] = 503;
     srv.statuses[1] = 429;
     srv.nstatuses = 2;
-    server_start(&srv, &t);
+    server_start(&srv);
     fixture_init(&f, 30);
 
     ex = exporter(&f, srv.port, 100);
@@ -322,7 +337,7 @@ test_retry_then_success(void)
     CHECK(strstr(msg, "recovered") != NULL);
 
     vq_exporter_destroy(ex);
-    close(srv.fd);
+    server_stop(&srv);
 }
 
 static void
@@ -330,14 +345,13 @@ test_client_error_drops(void)
 {
     vq_exporter_t  *ex;
     server_t        srv;
-    pthread_t       t;
     fixture_t       f;
     char            msg[256];
 
     memset(&srv, 0, sizeof(srv));
     srv.statuses[0] = 400;
     srv.nstatuses = 1;
-    server_start(&srv, &t);
+    server_start(&srv);
     fixture_init(&f, 10);
 
     ex = exporter(&f, srv.port, 100);
@@ -356,7 +370,7 @@ test_client_error_drops(void)
     CHECK_INT(vq_exporter_take_message(ex, msg, sizeof(msg)), 0);
 
     vq_exporter_destroy(ex);
-    close(srv.fd);
+    server_stop(&srv);
 }
 
 static void
@@ -366,13 +380,12 @@ test_stop_with_stalled_collector(void)
     struct timespec   a, b;
     vq_exporter_t    *ex;
     server_t          srv;
-    pthread_t         t;
     fixture_t         f;
     long              ms;
 
     memset(&srv, 0, sizeof(srv));
     srv.stall = 1;
-    server_start(&srv, &t);
+    server_start(&srv);
     fixture_init(&f, 40);
 
     ex = exporter(&f, srv.port, 100);
@@ -398,7 +411,7 @@ test_stop_with_stalled_collector(void)
     CHECK_INT(f.stats.spans_dropped_export_failed, 0);
 
     vq_exporter_destroy(ex);
-    close(srv.fd);
+    server_stop(&srv);
 }
 
 static void
