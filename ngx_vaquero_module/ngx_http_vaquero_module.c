@@ -397,7 +397,6 @@ static char *
 ngx_http_vaquero_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_str_t  *value;
-    char       *rv;
 
     value = cf->args->elts;
 
@@ -421,9 +420,7 @@ ngx_http_vaquero_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    rv = ngx_conf_set_str_slot(cf, cmd, conf);
-
-    return rv;
+    return ngx_conf_set_str_slot(cf, cmd, conf);
 }
 
 

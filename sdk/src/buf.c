@@ -32,7 +32,7 @@ vq_buf_reset(vq_buf_t *b)
 }
 
 int
-vq_buf_reserve(vq_buf_t *b, size_t more)
+vq_buf_grow(vq_buf_t *b, size_t more)
 {
     size_t   cap;
     char    *p;
@@ -61,15 +61,4 @@ vq_buf_reserve(vq_buf_t *b, size_t more)
     b->cap = cap;
 
     return VQ_OK;
-}
-
-void
-vq_buf_append(vq_buf_t *b, const void *p, size_t len)
-{
-    if (vq_buf_reserve(b, len) != VQ_OK) {
-        return;
-    }
-
-    memcpy(b->data + b->len, p, len);
-    b->len += len;
 }

@@ -7,6 +7,16 @@
 
 static const char  hex[] = "0123456789abcdef";
 
+/* 1: the byte is copied as it is (printable ASCII other than " and \) */
+static const unsigned char  plain[256] = {
+    ['\x20'] = 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,     /* 20-2f */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,                 /* 30-3f */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,                 /* 40-4f */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,                 /* 50-5f */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,                 /* 60-6f */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,                 /* 70-7f */
+};
+
 /*
  * Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
  * forms, no surrogates, nothing above U+10FFFF), or 0 if there is none.
@@ -73,8 +83,7 @@ vq_json_escape(vq_buf_t *b, const char *str, size_t len)
     while (s < end) {
         run = s;
 
-        while (s < end && *s >= 0x20 && *s < 0x80 && *s != '"' && *s != '\\')
-        {
+        while (s < end && plain[*s]) {
             s++;
         }
 
