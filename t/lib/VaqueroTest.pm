@@ -368,7 +368,8 @@ sub collected {
     my $json = JSON::PP->new;
     for my $line (split /\n/, $self->read_file('collector.log')) {
         my $r = $json->decode($line);
-        $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
+        # the body as the bytes received: JSON is UTF-8
+        $r->{json} = eval { JSON::PP->new->utf8->decode($r->{body}) };
         $r->{json_error} = $@ if $@;
         push @r, $r;
     }
