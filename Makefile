@@ -4,7 +4,8 @@
 #   make deps       install the Debian packages the build, tests and demo need
 #   make test       deps, build, SDK unit tests, integration tests (prove t/)
 #   make demo       deps, build, FastAPI behind nginx with the module, traces shown
-#   make sdk-test   the SDK unit tests alone
+#   make sdk-test   the SDK unit tests alone (and the fuzz targets on generated inputs)
+#   make fuzz       the fuzz targets under libFuzzer, FUZZ_SECONDS each (needs clang)
 #   make bench-exporter  spans per second of one exporter thread (loopback)
 
 SHELL       := /bin/bash
@@ -24,9 +25,11 @@ SDK_SRCS    := $(wildcard sdk/src/*.c)
 SDK_HDRS    := $(wildcard sdk/include/vaquero/*.h sdk/src/*.h)
 SDK_TESTS   := ids span queue encode exporter
 SDK_TEST_BINS := $(SDK_TESTS:%=$(BUILD)/sdk/test_%)
+SDK_FUZZERS := span
+FUZZ_SECONDS ?= 60
 MODULE_SRCS := $(wildcard ngx_vaquero_module/*.c ngx_vaquero_module/*.h)
 
-.PHONY: all deps sdk-test test demo bench-exporter clean
+.PHONY: all deps sdk-test fuzz test demo bench-exporter clean
 
 all: $(MODULE)
 
@@ -59,8 +62,25 @@ $(BUILD)/sdk/test_%: sdk/tests/test_%.c sdk/tests/check.h $(SDK_SRCS) $(SDK_HDRS
 	@mkdir -p $(BUILD)/sdk
 	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread
 
-sdk-test: $(SDK_TEST_BINS)
-	@rc=0; for t in $(SDK_TEST_BINS); do $$t || rc=1; done; exit $$rc
+# fuzz targets, built as plain programs that run them on generated inputs
+$(BUILD)/sdk/fuzz_%: sdk/tests/fuzz_%.c $(SDK_SRCS) $(SDK_HDRS)
+	@mkdir -p $(BUILD)/sdk
+	$(CC) $(SDK_CFLAGS) -DVQ_FUZZ_DRIVER -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread
+
+# ... and with libFuzzer (clang), ASan and UBSan
+$(BUILD)/fuzz/fuzz_%: sdk/tests/fuzz_%.c $(SDK_SRCS) $(SDK_HDRS)
+	@mkdir -p $(BUILD)/fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isdk/include -o $@ $< \
+	    $(SDK_SRCS) -lcurl -ljansson -lpthread
+
+sdk-test: $(SDK_TEST_BINS) $(SDK_FUZZERS:%=$(BUILD)/sdk/fuzz_%)
+	@rc=0; for t in $^; do $$t || rc=1; done; exit $$rc
+
+fuzz: $(SDK_FUZZERS:%=$(BUILD)/fuzz/fuzz_%)
+	@for f in $^; do \
+	    mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
+	    $$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus-$$(basename $$f) || exit 1; \
+	done
 
 test: deps
 	$(MAKE) all
