@@ -6,6 +6,7 @@
 #   make demo       deps, build, FastAPI behind nginx with the module, traces shown
 #   make sdk-test   the SDK unit tests alone (and the fuzz targets on generated inputs)
 #   make fuzz       the fuzz targets under libFuzzer, FUZZ_SECONDS each (needs clang)
+#   make bench      wrk A/B: nginx with tracing off and on, interleaved
 #   make bench-exporter  spans per second of one exporter thread (loopback)
 
 SHELL       := /bin/bash
@@ -29,7 +30,7 @@ SDK_FUZZERS := span
 FUZZ_SECONDS ?= 60
 MODULE_SRCS := $(wildcard ngx_vaquero_module/*.c ngx_vaquero_module/*.h)
 
-.PHONY: all deps sdk-test fuzz test demo bench-exporter clean
+.PHONY: all deps sdk-test fuzz test demo bench bench-exporter clean
 
 all: $(MODULE)
 
@@ -94,6 +95,10 @@ demo: deps
 $(BUILD)/sdk/bench_exporter: sdk/bench/bench_exporter.c $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/sdk
 	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -lpthread
+
+# what tracing costs nginx: wrk A/B, interleaved (needs wrk)
+bench: all
+	$(PYTHON) tools/bench.py
 
 # one exporter thread's throughput to a loopback collector
 bench-exporter: $(BUILD)/sdk/bench_exporter

@@ -270,6 +270,8 @@ ngx_http_vaquero_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_vaquero_random_reset();
+
     /* created after fork(), so each worker has its own id stream */
     ngx_http_vaquero_idgen_ = vq_idgen_create();
     if (ngx_http_vaquero_idgen_ == NULL) {

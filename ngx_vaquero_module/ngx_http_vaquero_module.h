@@ -70,6 +70,7 @@ typedef struct {
 ngx_http_vaquero_ctx_t *ngx_http_vaquero_get_ctx(ngx_http_request_t *r);
 int64_t ngx_http_vaquero_now_us(void);
 
+void ngx_http_vaquero_random_reset(void);
 void ngx_http_vaquero_build_span(ngx_http_request_t *r,
     ngx_http_vaquero_main_conf_t *vmcf, ngx_http_vaquero_loc_conf_t *vlcf,
     vq_span_t *span);
