@@ -18,7 +18,7 @@ PYTHON      := /usr/bin/python3
 
 DEB_PACKAGES := gcc make perl nginx nginx-dev libcurl4-openssl-dev \
                 libjansson-dev libpcre2-dev libssl-dev zlib1g-dev \
-                python3-fastapi python3-uvicorn
+                python3-fastapi python3-uvicorn curl wrk
 
 CFLAGS      ?= -O2 -g
 SDK_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror $(CFLAGS) -Isdk/include
