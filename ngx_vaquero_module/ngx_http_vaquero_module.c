@@ -323,7 +323,8 @@ ngx_http_vaquero_log_handler(ngx_http_request_t *r)
 
     vq_stats_add(&vmcf->shm->stats.spans_recorded, 1);
 
-    if (vq_queue_push(vmcf->shm->queue, &span, vq_span_size(&span)) != VQ_OK
+    if (vq_queue_push(vmcf->shm->queue, &span, vq_span_size(&span))
+        == VQ_EFULL
         && ngx_time() - last_drop_log >= NGX_HTTP_VAQUERO_DROP_LOG_INTERVAL)
     {
         /* the request never waits for the exporter; say so, but not per span */

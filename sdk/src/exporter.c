@@ -21,6 +21,7 @@
 #define VQ_BACKOFF_MIN_MS     100
 #define VQ_BACKOFF_MAX_MS     10000
 #define VQ_TRANSFER_POLL_MS   50        /* deadline checks during a transfer */
+#define VQ_STALL_MS           1000      /* a queue slot claimed, not filled */
 
 struct vq_exporter_s {
     vq_exporter_conf_t    conf;
@@ -44,6 +45,8 @@ struct vq_exporter_s {
     int64_t               batch_started;    /* monotonic ms */
     unsigned              failures;         /* consecutive */
     unsigned              seed;             /* backoff jitter */
+    uint64_t              stalled_pos;      /* queue head seen stalled ... */
+    int64_t               stalled_since;    /* ... since then (monotonic ms) */
 
     pthread_t             thread;
     int                   running;
@@ -271,6 +274,7 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
     vq_buf_init(&ex->body);
 
     ex->conf = *conf;
+    ex->stalled_pos = VQ_QUEUE_NOT_STALLED;
     ex->seed = (unsigned) getpid() ^ (unsigned) monotonic_ms();
     ex->queue = queue;
     ex->stats = stats;
@@ -507,6 +511,40 @@ idle(vq_exporter_t *ex, int64_t ms)
     pthread_mutex_unlock(&ex->lock);
 }
 
+/*
+ * The queue looks empty: is its head a slot that a killed worker claimed
+ * and never filled?  Give it up once it has been so for VQ_STALL_MS.
+ */
+static void
+check_stalled(vq_exporter_t *ex)
+{
+    uint64_t  pos;
+    int64_t   now;
+
+    pos = vq_queue_stalled(ex->queue);
+
+    if (pos == VQ_QUEUE_NOT_STALLED) {
+        ex->stalled_pos = VQ_QUEUE_NOT_STALLED;
+        return;
+    }
+
+    now = monotonic_ms();
+
+    if (pos != ex->stalled_pos) {
+        ex->stalled_pos = pos;
+        ex->stalled_since = now;
+        return;
+    }
+
+    if (now - ex->stalled_since >= VQ_STALL_MS
+        && vq_queue_skip(ex->queue, pos) == VQ_OK)
+    {
+        set_message(ex, "skipped a span queue slot left unfilled for %d ms "
+                    "(a worker killed while recording a span?)", VQ_STALL_MS);
+        ex->stalled_pos = VQ_QUEUE_NOT_STALLED;
+    }
+}
+
 /* Tops the batch up from the queue; returns how many records it took. */
 static size_t
 fill_batch(vq_exporter_t *ex)
@@ -520,6 +558,9 @@ fill_batch(vq_exporter_t *ex)
                          &len)
             != VQ_OK)
         {
+            if (taken == 0) {
+                check_stalled(ex);
+            }
             break;
         }
 

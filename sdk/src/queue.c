@@ -8,6 +8,13 @@
  * consumer at dequeue position pos takes the slot when seq == pos + 1 and
  * hands it back with seq = pos + capacity.  A record is only visible once
  * it is complete, so readers never see a torn one.
+ *
+ * A producer killed between claiming and publishing would leave its slot
+ * at seq == pos forever, and every consumer stuck in front of it.  So the
+ * producer publishes with a compare-and-swap, and a consumer that has
+ * seen the head slot in that state for long enough may skip it with a
+ * compare-and-swap of its own (vq_queue_skip): exactly one of the two
+ * wins, and a producer that loses knows its record was dropped.
  */
 
 #include <string.h>
@@ -38,6 +45,7 @@ struct vq_queue_s {
     uint64_t  dequeue_pos  __attribute__((aligned(VQ_CACHE_LINE)));
     uint64_t  refused_full __attribute__((aligned(VQ_CACHE_LINE)));
     uint64_t  refused_too_big;
+    uint64_t  skipped;
 
     char      slots[] __attribute__((aligned(VQ_CACHE_LINE)));
 };
@@ -153,7 +161,13 @@ vq_queue_push(vq_queue_t *q, const void *rec, size_t len)
     memcpy(slot + 1, rec, len);
     slot->len = (uint32_t) len;
 
-    __atomic_store_n(&slot->seq, pos + 1, __ATOMIC_RELEASE);
+    seq = pos;
+    if (!__atomic_compare_exchange_n(&slot->seq, &seq, pos + 1, 0,
+                                     __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    {
+        /* a reader gave up waiting for this slot (vq_queue_skip) */
+        return VQ_ESKIPPED;
+    }
 
     return VQ_OK;
 }
@@ -202,6 +216,56 @@ vq_queue_pop(vq_queue_t *q, void *buf, size_t cap, size_t *len)
     return VQ_OK;
 }
 
+uint64_t
+vq_queue_stalled(const vq_queue_t *q)
+{
+    vq_slot_t  *slot;
+    uint64_t    pos;
+
+    pos = __atomic_load_n(&q->dequeue_pos, __ATOMIC_RELAXED);
+
+    if (__atomic_load_n(&q->enqueue_pos, __ATOMIC_RELAXED) <= pos) {
+        return VQ_QUEUE_NOT_STALLED;         /* empty */
+    }
+
+    slot = slot_at((vq_queue_t *) q, pos);
+
+    if (__atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE) != pos) {
+        return VQ_QUEUE_NOT_STALLED;
+    }
+
+    return pos;
+}
+
+int
+vq_queue_skip(vq_queue_t *q, uint64_t pos)
+{
+    vq_slot_t  *slot;
+    uint64_t    seq;
+
+    if (__atomic_load_n(&q->dequeue_pos, __ATOMIC_RELAXED) != pos
+        || __atomic_load_n(&q->enqueue_pos, __ATOMIC_RELAXED) <= pos)
+    {
+        return VQ_EINVAL;
+    }
+
+    slot = slot_at(q, pos);
+
+    /* free the slot for the next lap; the late producer's publish now fails */
+    seq = pos;
+    if (!__atomic_compare_exchange_n(&slot->seq, &seq, pos + q->capacity, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    {
+        return VQ_EINVAL;                   /* published after all */
+    }
+
+    /* no other reader moves past a slot in this state, so this succeeds */
+    __atomic_store_n(&q->dequeue_pos, pos + 1, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&q->skipped, 1, __ATOMIC_RELAXED);
+
+    return VQ_OK;
+}
+
 void
 vq_queue_get_stats(const vq_queue_t *q, vq_queue_stats_t *st)
 {
@@ -217,4 +281,5 @@ vq_queue_get_stats(const vq_queue_t *q, vq_queue_stats_t *st)
     st->refused_full = __atomic_load_n(&q->refused_full, __ATOMIC_RELAXED);
     st->refused_too_big = __atomic_load_n(&q->refused_too_big,
                                           __ATOMIC_RELAXED);
+    st->skipped = __atomic_load_n(&q->skipped, __ATOMIC_RELAXED);
 }

@@ -18,6 +18,7 @@
 
 #include <vaquero/vaquero.h>
 #include "check.h"
+#include "wedge.h"
 
 #define MAX_REQUESTS  256
 
@@ -174,17 +175,11 @@ typedef struct {
 } fixture_t;
 
 static void
-fixture_init(fixture_t *f, size_t nspans)
+fixture_push(fixture_t *f, size_t nspans)
 {
     vq_idgen_t  *g;
     vq_span_t    s;
     size_t       i;
-
-    memset(&f->stats, 0, sizeof(f->stats));
-    f->size = 4 * 1024 * 1024;
-    f->mem = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
-                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    f->queue = vq_queue_init(f->mem, f->size, VQ_SPAN_RECORD_MAX);
 
     g = vq_idgen_create();
 
@@ -200,6 +195,18 @@ fixture_init(fixture_t *f, size_t nspans)
     }
 
     vq_idgen_destroy(g);
+}
+
+static void
+fixture_init(fixture_t *f, size_t nspans)
+{
+    memset(&f->stats, 0, sizeof(f->stats));
+    f->size = 4 * 1024 * 1024;
+    f->mem = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    f->queue = vq_queue_init(f->mem, f->size, VQ_SPAN_RECORD_MAX);
+
+    fixture_push(f, nspans);
 }
 
 static vq_exporter_t *
@@ -414,6 +421,42 @@ test_stop_with_stalled_collector(void)
     server_stop(&srv);
 }
 
+/* A worker killed mid-push left a slot unfilled: the exporter gets past it. */
+static void
+test_dead_writer(void)
+{
+    vq_queue_stats_t  qs;
+    vq_exporter_t    *ex;
+    server_t          srv;
+    fixture_t         f;
+    uint64_t          pos;
+    char              msg[256];
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&f, 0);
+
+    pos = wedge_queue(f.queue, VQ_SPAN_RECORD_MAX);
+    CHECK(pos != VQ_QUEUE_NOT_STALLED);
+
+    fixture_push(&f, 10);
+
+    ex = exporter(&f, srv.port, 100);
+    vq_exporter_start(ex);
+
+    CHECK(wait_for(&f.stats.spans_exported, 10));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(f.stats.spans_exported, 10);
+    vq_queue_get_stats(f.queue, &qs);
+    CHECK_INT(qs.skipped, 1);
+    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg)) > 0);
+    CHECK(strstr(msg, "skipped a span queue slot") != NULL);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
 static void
 test_bad_configuration(void)
 {
@@ -441,6 +484,7 @@ main(void)
     test_retry_then_success();
     test_client_error_drops();
     test_stop_with_stalled_collector();
+    test_dead_writer();
     test_bad_configuration();
 
     vq_library_cleanup();

@@ -11,6 +11,7 @@
 
 #include <vaquero/vaquero.h>
 #include "check.h"
+#include "wedge.h"
 
 #define REC_MAX  256
 
@@ -264,11 +265,69 @@ test_processes(void)
     munmap(sh, sizeof(shared_t));
 }
 
+/* A writer killed in the middle of a push: readers recover by skipping. */
+static void
+test_dead_writer(void)
+{
+    vq_queue_stats_t  st;
+    vq_queue_t       *q;
+    uint64_t          pos;
+    size_t            size, len, rec, i;
+    char              buf[64 * 1024];
+    void             *mem;
+
+    rec = sizeof(buf);
+    size = vq_queue_min_size(rec) * 16;
+    mem = shared_region(size);
+    q = vq_queue_init(mem, size, rec);
+
+    pos = wedge_queue(q, rec);
+    CHECK(pos != VQ_QUEUE_NOT_STALLED);
+    if (pos == VQ_QUEUE_NOT_STALLED) {
+        return;
+    }
+
+    /* records pushed behind the dead writer's slot cannot be read ... */
+    for (i = 0; i < 3; i++) {
+        snprintf(buf, sizeof(buf), "after %zu", i);
+        CHECK_INT(vq_queue_push(q, buf, strlen(buf) + 1), VQ_OK);
+    }
+    CHECK_INT(vq_queue_pop(q, buf, sizeof(buf), &len), VQ_EEMPTY);
+    CHECK(vq_queue_stalled(q) == pos);
+
+    /* ... until a reader gives the slot up */
+    CHECK_INT(vq_queue_skip(q, pos + 1), VQ_EINVAL);
+    CHECK_INT(vq_queue_skip(q, pos), VQ_OK);
+    CHECK_INT(vq_queue_skip(q, pos), VQ_EINVAL);
+    CHECK(vq_queue_stalled(q) == VQ_QUEUE_NOT_STALLED);
+
+    for (i = 0; i < 3; i++) {
+        char  want[32];
+
+        snprintf(want, sizeof(want), "after %zu", i);
+        CHECK_INT(vq_queue_pop(q, buf, sizeof(buf), &len), VQ_OK);
+        CHECK_STR(buf, want);
+    }
+
+    vq_queue_get_stats(q, &st);
+    CHECK_INT(st.skipped, 1);
+
+    /* and the queue works on, lap after lap */
+    for (i = 0; i < 100; i++) {
+        CHECK(vq_queue_push(q, &i, sizeof(i)) == VQ_OK);
+        CHECK(vq_queue_pop(q, buf, sizeof(buf), &len) == VQ_OK);
+        CHECK(memcmp(buf, &i, sizeof(i)) == 0);
+    }
+
+    munmap(mem, size);
+}
+
 int
 main(void)
 {
     test_basic();
     test_processes();
+    test_dead_writer();
 
     return check_summary("test_queue");
 }

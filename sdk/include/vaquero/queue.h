@@ -27,6 +27,7 @@ typedef struct {
     uint64_t  popped;
     uint64_t  refused_full;
     uint64_t  refused_too_big;
+    uint64_t  skipped;          /* slots given up on: writer died mid-push */
 } vq_queue_stats_t;
 
 /* Smallest region that holds at least one slot of record_max bytes. */
@@ -41,7 +42,10 @@ vq_queue_t *vq_queue_init(void *mem, size_t size, size_t record_max);
  */
 vq_queue_t *vq_queue_attach(void *mem, size_t size, size_t record_max);
 
-/* VQ_OK, VQ_EFULL or VQ_ETOOBIG.  Never blocks. */
+/*
+ * VQ_OK, VQ_EFULL or VQ_ETOOBIG; VQ_ESKIPPED if a reader gave up on the
+ * slot while this push was writing it (see vq_queue_skip).  Never blocks.
+ */
 int vq_queue_push(vq_queue_t *q, const void *rec, size_t len);
 
 /*
@@ -49,6 +53,21 @@ int vq_queue_push(vq_queue_t *q, const void *rec, size_t len);
  * VQ_OK or VQ_EEMPTY.  Never blocks.
  */
 int vq_queue_pop(vq_queue_t *q, void *buf, size_t cap, size_t *len);
+
+/*
+ * A writer killed between claiming a slot and publishing it would stop
+ * every reader at that slot.  vq_queue_stalled() returns the position of
+ * the head slot if it is claimed but not published, else
+ * VQ_QUEUE_NOT_STALLED.  A live writer publishes within nanoseconds, so a
+ * reader that sees the same position stalled for a long time (a second)
+ * may give it up with vq_queue_skip(q, pos): VQ_OK, or VQ_EINVAL if the
+ * slot is no longer stalled at pos.  The skipped record is lost and
+ * counted.
+ */
+#define VQ_QUEUE_NOT_STALLED  UINT64_MAX
+
+uint64_t vq_queue_stalled(const vq_queue_t *q);
+int vq_queue_skip(vq_queue_t *q, uint64_t pos);
 
 void vq_queue_get_stats(const vq_queue_t *q, vq_queue_stats_t *stats);
 

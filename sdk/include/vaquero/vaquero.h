@@ -18,6 +18,7 @@
 #define VQ_EINVAL   -5      /* bad argument or malformed record */
 #define VQ_ENOMEM   -6
 #define VQ_ETRUNC   -7      /* stored, but cut short */
+#define VQ_ESKIPPED -8      /* pushed too slowly: a reader gave the slot up */
 
 #include <vaquero/ids.h>
 #include <vaquero/span.h>
