@@ -114,26 +114,24 @@ write_uuid(vq_buf_t *b, const uint8_t *id)
     vq_buf_append(b, uuid, sizeof(uuid));
 }
 
-/* ,"key":"value" for a field that was set */
+/* prefix (',"key":"' or '"'), the escaped field, '"'; nothing if unset */
 static void
-write_field(vq_buf_t *b, const char *key, size_t key_len,
+write_field(vq_buf_t *b, const char *prefix, size_t prefix_len,
     const vq_span_t *span, vq_span_field_t field)
 {
-    const char  *s;
-    size_t       len;
-
     if (span->h.str[field].off == 0) {
         return;
     }
 
-    s = vq_span_str(span, field, &len);
-
-    vq_buf_append(b, key, key_len);
-    vq_json_string(b, s, len);
+    vq_buf_append(b, prefix, prefix_len);
+    vq_json_escape(b, (const char *) span + span->h.str[field].off,
+                   span->h.str[field].len);
+    vq_json_lit(b, "\"");
 }
 
 #define write_str_attr(b, key, span, field)                                  \
-    write_field(b, ",\"" key "\":", sizeof(",\"" key "\":") - 1, span, field)
+    write_field(b, ",\"" key "\":\"", sizeof(",\"" key "\":\"") - 1,      \
+                span, field)
 
 /* url.full, put together here rather than stored twice in the record */
 static void
@@ -259,8 +257,7 @@ write_tags(vq_buf_t *b, const vq_span_t *span)
 static void
 write_common(vq_buf_t *b, iso_cache_t *cache, const vq_span_t *span)
 {
-    write_field(b, ",\"name\":", sizeof(",\"name\":") - 1, span,
-                VQ_FIELD_NAME);
+    write_str_attr(b, "name", span, VQ_FIELD_NAME);
 
     vq_json_lit(b, ",\"start_time\":");
     write_time(b, cache, span->h.start_us);
@@ -277,8 +274,48 @@ write_common(vq_buf_t *b, iso_cache_t *cache, const vq_span_t *span)
     }
 }
 
+/*
+ * The parts of a trace item that are the same for every span, escaped
+ * once per batch rather than once per span.
+ */
+typedef struct {
+    vq_buf_t  env;      /* ,"environment":..,"hostname":..,"sdk_version":.. */
+    vq_buf_t  meta;     /* ,"service_name":..,"project_id":..}}} */
+} fixed_parts_t;
+
 static void
-write_trace(vq_buf_t *b, iso_cache_t *cache, const vq_resource_t *res,
+fixed_parts_init(fixed_parts_t *f, const vq_resource_t *res)
+{
+    vq_buf_init(&f->env);
+    vq_buf_init(&f->meta);
+
+    vq_json_lit(&f->env, ",\"environment\":");
+    vq_json_cstring(&f->env, res->environment);
+    vq_json_lit(&f->env, ",\"hostname\":");
+    vq_json_cstring(&f->env, res->hostname);
+    vq_json_lit(&f->env, ",\"sdk_version\":");
+    vq_json_cstring(&f->env, res->sdk_version);
+
+    vq_json_lit(&f->meta, ",\"service_name\":");
+    vq_json_cstring(&f->meta, res->service_name);
+    vq_json_lit(&f->meta, ",\"project_id\":");
+    if (res->project_id) {
+        vq_json_cstring(&f->meta, res->project_id);
+    } else {
+        vq_json_lit(&f->meta, "null");
+    }
+    vq_json_lit(&f->meta, "}}}");
+}
+
+static void
+fixed_parts_free(fixed_parts_t *f)
+{
+    vq_buf_free(&f->env);
+    vq_buf_free(&f->meta);
+}
+
+static void
+write_trace(vq_buf_t *b, iso_cache_t *cache, const fixed_parts_t *fixed,
     const vq_span_t *span)
 {
     vq_json_lit(b, "{\"trace_id\":");
@@ -288,12 +325,7 @@ write_trace(vq_buf_t *b, iso_cache_t *cache, const vq_resource_t *res,
 
     vq_json_lit(b, ",\"error_count\":");
     vq_json_int(b, (span->h.flags & VQ_SPAN_ERROR) ? 1 : 0);
-    vq_json_lit(b, ",\"environment\":");
-    vq_json_cstring(b, res->environment);
-    vq_json_lit(b, ",\"hostname\":");
-    vq_json_cstring(b, res->hostname);
-    vq_json_lit(b, ",\"sdk_version\":");
-    vq_json_cstring(b, res->sdk_version);
+    vq_buf_append(b, fixed->env.data, fixed->env.len);
 
     vq_json_lit(b, ",\"tags\":");
     write_tags(b, span);
@@ -304,20 +336,11 @@ write_trace(vq_buf_t *b, iso_cache_t *cache, const vq_resource_t *res,
     vq_json_lit(b, ",\"metadata\":{\"span_id\":");
     write_id(b, span->h.span_id, VQ_SPAN_ID_SIZE);
     vq_json_lit(b, ",\"parent_span_id\":null,\"agent_name\":");
-    write_field(b, "", 0, span, VQ_FIELD_AGENT_NAME);
+    write_field(b, "\"", 1, span, VQ_FIELD_AGENT_NAME);
     if (span->h.str[VQ_FIELD_AGENT_NAME].off == 0) {
         vq_json_lit(b, "null");
     }
-    vq_json_lit(b, ",\"service_name\":");
-    vq_json_cstring(b, res->service_name);
-    vq_json_lit(b, ",\"project_id\":");
-    if (res->project_id) {
-        vq_json_cstring(b, res->project_id);
-    } else {
-        vq_json_lit(b, "null");
-    }
-
-    vq_json_lit(b, "}}}");
+    vq_buf_append(b, fixed->meta.data, fixed->meta.len);
 }
 
 static void
@@ -331,7 +354,7 @@ write_agent(vq_buf_t *b, iso_cache_t *cache, const vq_span_t *span)
     write_common(b, cache, span);
 
     vq_json_lit(b, ",\"type\":");
-    write_field(b, "", 0, span, VQ_FIELD_AGENT_NAME);
+    write_field(b, "\"", 1, span, VQ_FIELD_AGENT_NAME);
     if (span->h.str[VQ_FIELD_AGENT_NAME].off == 0) {
         vq_json_lit(b, "null");
     }
@@ -443,6 +466,7 @@ vq_encode_vaquero_batch(vq_buf_t *b, const vq_resource_t *res,
 {
     unsigned char  *valid;
     iso_cache_t     cache;
+    fixed_parts_t   fixed;
     size_t          i, written;
     int             encoded;
 
@@ -459,6 +483,11 @@ vq_encode_vaquero_batch(vq_buf_t *b, const vq_resource_t *res,
     }
 
     cache.sec = -1;
+    fixed_parts_init(&fixed, res);
+
+    if (fixed.env.failed || fixed.meta.failed) {
+        b->failed = 1;
+    }
 
     vq_json_lit(b, "{\"traces\":[");
 
@@ -468,7 +497,7 @@ vq_encode_vaquero_batch(vq_buf_t *b, const vq_resource_t *res,
             if (written++) {
                 vq_json_lit(b, ",");
             }
-            write_trace(b, &cache, res, spans[i]);
+            write_trace(b, &cache, &fixed, spans[i]);
         }
     }
 
@@ -489,6 +518,7 @@ vq_encode_vaquero_batch(vq_buf_t *b, const vq_resource_t *res,
     vq_json_lit(b, "]}");
 
     free(valid);
+    fixed_parts_free(&fixed);
 
     return b->failed ? VQ_ENOMEM : encoded;
 }
