@@ -127,7 +127,9 @@ def show(spans_by_trace):
     print()
     print(f"{len(spans_by_trace)} traces arrived at the local Vaquero endpoint:")
     print()
-    for trace_id, spans in spans_by_trace.items():
+    order = sorted(spans_by_trace, key=lambda t: min(s["start"] for s in spans_by_trace[t]))
+    for trace_id in order:
+        spans = spans_by_trace[trace_id]
         children = {}
         roots = []
         ids = {s["id"] for s in spans}
@@ -215,11 +217,13 @@ def main():
             for t in body["traces"]:
                 by_trace.setdefault(t["trace_id"], []).append({
                     "id": t["raw_data"]["metadata"]["span_id"], "parent": None,
+                    "start": t["start_time"],
                     "name": t["name"], "status": t["status"],
                     "attributes": t["raw_data"]["attributes"]})
             for a in body["agents"]:
                 by_trace.setdefault(a["trace_id"], []).append({
                     "id": a["agent_id"], "parent": a["raw_data"]["parent_span_id"],
+                    "start": a["start_time"],
                     "name": a["name"], "status": a["status"],
                     "attributes": a["raw_data"]["attributes"]})
 
