@@ -343,7 +343,9 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r,
     span->h.response_body_size = sent > 0 ? sent : 0;
 
     span->h.client_port = ngx_inet_get_port(c->sockaddr);
-    span->h.server_port = ngx_inet_get_port(c->listening->sockaddr);
+    /* the listening socket's port: no getsockname() on the request path */
+    span->h.server_port = c->listening
+                          ? ngx_inet_get_port(c->listening->sockaddr) : 0;
 
     route = clcf->name;
 
