@@ -5,7 +5,7 @@ Two nginx instances (one worker each), the same configuration except
 "vaquero off" (A) or "vaquero on" (B), both loading the module; runs
 alternate A, B, A, B... so that drift hits both.  Two scenarios:
 "return 200" and a kept-alive proxy to a third nginx.  Spans go to a
-loopback sink (a fourth nginx answering 200), batch 1000.
+loopback sink (a fourth nginx answering 200), batch 1000 (BENCH_BATCH).
 
 Reported per scenario: median requests/s of A and B and their ratio, and
 the worker's CPU time per request (utime+stime from /proc, in clock ticks,
@@ -28,6 +28,7 @@ NGINX = "/usr/sbin/nginx"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+BATCH = int(os.environ.get("BENCH_BATCH", "1000"))
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -131,7 +132,7 @@ def main():
             onoff = "on" if name == "B" else "off"
             workers[name] = start(f"{tmp}/{name}", f"""
     vaquero_endpoint http://127.0.0.1:{sink};
-    vaquero_batch_size 1000;
+    vaquero_batch_size {BATCH};
     vaquero_flush_interval 1s;
     vaquero_queue_size 64m;
     upstream backend {{ server 127.0.0.1:{upstream}; keepalive 64; }}
@@ -152,7 +153,8 @@ def main():
             started.append(f"{tmp}/{name}")
 
         print(f"{ROUNDS} rounds x {SECONDS}s per variant, wrk -t1 -c{CONNECTIONS}, "
-              f"1 worker, A = vaquero off, B = vaquero on (100% of requests)")
+              f"1 worker, A = vaquero off, B = vaquero on (100% of requests), "
+              f"batch {BATCH}")
         for scenario, idx in (("return 200", 0), ("proxy keepalive", 1)):
             rps = {"A": [], "B": []}
             cpu = {"A": [], "B": []}
