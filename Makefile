@@ -2,7 +2,8 @@
 #
 #   make            build build/ngx_http_vaquero_module.so against the packaged nginx
 #   make deps       install the Debian packages the build, tests and demo need
-#   make test       deps, build, SDK unit tests, integration tests (prove t/)
+#   make test       deps, build, SDK unit tests, integration tests (prove t/),
+#                   then all of them again on an ASan+UBSan build (test-sanitize)
 #   make demo       deps, build, FastAPI behind nginx with the module, traces shown
 #   make sdk-test   the SDK unit tests alone (and the fuzz targets on generated inputs)
 #   make fuzz       the fuzz targets under libFuzzer, FUZZ_SECONDS each (needs clang)
@@ -30,7 +31,14 @@ SDK_FUZZERS := span
 FUZZ_SECONDS ?= 60
 MODULE_SRCS := $(wildcard ngx_vaquero_module/*.c ngx_vaquero_module/*.h)
 
-.PHONY: all deps sdk-test fuzz test demo bench bench-exporter clean
+# the sanitizer build: the module, and the SDK tests, with ASan and UBSan
+SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer
+SAN_BUILD   := $(BUILD)/san
+SAN_MODULE  := $(SAN_BUILD)/ngx_http_vaquero_module.so
+SAN_SDK_BINS := $(SDK_TESTS:%=$(SAN_BUILD)/sdk/test_%) \
+                $(SDK_FUZZERS:%=$(SAN_BUILD)/sdk/fuzz_%)
+
+.PHONY: all deps sdk-test fuzz test test-sanitize demo bench bench-exporter clean
 
 all: $(MODULE)
 
@@ -83,10 +91,44 @@ fuzz: $(SDK_FUZZERS:%=$(BUILD)/fuzz/fuzz_%)
 	    $$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus-$$(basename $$f) || exit 1; \
 	done
 
+$(SAN_BUILD)/nginx/objs/Makefile: config
+	rm -rf $(SAN_BUILD)/nginx
+	mkdir -p $(SAN_BUILD)
+	cp -a $(NGINX_SRC) $(SAN_BUILD)/nginx
+	cd $(SAN_BUILD)/nginx && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
+	        --with-cc-opt="$(SAN_FLAGS)" --with-ld-opt="$(SAN_FLAGS)" \
+	        --builddir=objs > ../configure.log
+
+$(SAN_MODULE): $(SAN_BUILD)/nginx/objs/Makefile $(SDK_SRCS) $(SDK_HDRS) $(MODULE_SRCS)
+	$(MAKE) -C $(SAN_BUILD)/nginx -f objs/Makefile modules
+	cp $(SAN_BUILD)/nginx/objs/ngx_http_vaquero_module.so $@
+
+$(SAN_BUILD)/sdk/test_%: sdk/tests/test_%.c sdk/tests/*.h $(SDK_SRCS) $(SDK_HDRS)
+	@mkdir -p $(SAN_BUILD)/sdk
+	$(CC) $(SDK_CFLAGS) $(SAN_FLAGS) -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread
+
+$(SAN_BUILD)/sdk/fuzz_%: sdk/tests/fuzz_%.c $(SDK_SRCS) $(SDK_HDRS)
+	@mkdir -p $(SAN_BUILD)/sdk
+	$(CC) $(SDK_CFLAGS) $(SAN_FLAGS) -DVQ_FUZZ_DRIVER -o $@ $< $(SDK_SRCS) \
+	    -lcurl -ljansson -lpthread
+
+# the same tests again, on the sanitizer build: the SDK tests stop at the
+# first finding; the module is loaded into the packaged nginx with the ASan
+# runtime preloaded, and each test fails on a report in nginx's logs
+test-sanitize: $(SAN_MODULE) $(SAN_SDK_BINS)
+	@rc=0; for t in $(SAN_SDK_BINS); do \
+	    ASAN_OPTIONS=detect_leaks=1 \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $$t || rc=1; \
+	done; exit $$rc
+	TEST_NGINX_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+	VAQUERO_MODULE=$(CURDIR)/$(SAN_MODULE) prove -I t/lib t/
+
 test: deps
 	$(MAKE) all
 	$(MAKE) sdk-test
 	prove -v -I t/lib t/
+	$(MAKE) test-sanitize
 
 demo: deps
 	$(MAKE) all

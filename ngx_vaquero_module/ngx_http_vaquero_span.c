@@ -239,7 +239,7 @@ ngx_http_vaquero_set_name(ngx_http_request_t *r,
     ngx_http_vaquero_loc_conf_t *vlcf, ngx_str_t *route, vq_span_t *span)
 {
     u_char     *p;
-    ngx_str_t   name;
+    ngx_str_t   name, method;
 
     if (vlcf->span_name) {
         if (ngx_http_complex_value(r, vlcf->span_name, &name) == NGX_OK) {
@@ -248,16 +248,29 @@ ngx_http_vaquero_set_name(ngx_http_request_t *r,
         return;
     }
 
-    /* "$request_method <location name>" */
-    name.len = r->method_name.len + 1 + route->len;
+    /*
+     * "$request_method <location name>"; a request that never got as far
+     * as a method (a bad request line) is "HTTP", as OpenTelemetry names
+     * spans of unknown methods
+     */
+    method = r->method_name;
+
+    if (method.len == 0) {
+        ngx_str_set(&method, "HTTP");
+    }
+
+    name.len = method.len + (route->len ? 1 + route->len : 0);
     name.data = ngx_pnalloc(r->pool, name.len);
     if (name.data == NULL) {
         return;
     }
 
-    p = ngx_cpymem(name.data, r->method_name.data, r->method_name.len);
-    *p++ = ' ';
-    ngx_memcpy(p, route->data, route->len);
+    p = ngx_cpymem(name.data, method.data, method.len);
+
+    if (route->len) {
+        *p++ = ' ';
+        ngx_memcpy(p, route->data, route->len);
+    }
 
     ngx_http_vaquero_set(span, VQ_FIELD_NAME, &name);
 }

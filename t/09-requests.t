@@ -126,6 +126,7 @@ is($by{'/zero-nine'}{raw_data}{attributes}{http_version}, '0.9', 'HTTP/0.9');
 
 my ($bad) = grep { $_->{raw_data}{attributes}{status_code} == 400 } @spans;
 ok($bad, 'the bad request has a span too');
+like($bad->{name}, qr/^(HTTP|GET)( \S+)?$/, 'and a sensible name: ' . $bad->{name});
 
 my $odd = $by{"/caf\x{e9}/\x{fffd}\x{fffd}"};
 ok($odd, 'non-UTF-8 path bytes arrive as U+FFFD, valid UTF-8 as itself');

@@ -49,7 +49,9 @@ store(vq_span_t *span, unsigned slot, const char *s, size_t len)
     room = VQ_SPAN_RECORD_MAX - span->h.size;
     n = utf8_cut(s, len, room);
 
-    memcpy((char *) span + span->h.size, s, n);
+    if (n) {
+        memcpy((char *) span + span->h.size, s, n);
+    }
 
     span->h.str[slot].off = span->h.size;
     span->h.str[slot].len = (uint16_t) n;

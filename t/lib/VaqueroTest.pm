@@ -28,6 +28,17 @@ our $NGINX = $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx';
 our $MODULE = $ENV{VAQUERO_MODULE} // "$ROOT/build/ngx_http_vaquero_module.so";
 our $PYTHON = '/usr/bin/python3';
 
+# A sanitizer build of the module loads into the packaged nginx with the
+# ASan runtime preloaded into nginx (only): make test-sanitize sets these.
+our $PRELOAD = $ENV{TEST_NGINX_PRELOAD};
+
+sub nginx_env {
+    return () unless $PRELOAD;
+    return (LD_PRELOAD => $PRELOAD,
+            ASAN_OPTIONS => 'detect_leaks=0:abort_on_error=0',
+            UBSAN_OPTIONS => 'print_stacktrace=1');
+}
+
 sub new {
     my ($class) = @_;
 
@@ -106,8 +117,12 @@ END
 # nginx -t: (exit status, output)
 sub test_config {
     my ($self) = @_;
+    local %ENV = (%ENV, nginx_env());
     my $out = `$NGINX -p $self->{dir}/ -c $self->{dir}/nginx.conf -t 2>&1`;
-    return ($? >> 8, $out);
+    my $rc = $? >> 8;
+    fail("sanitizer report from nginx -t:\n$out")
+        if $PRELOAD && $out =~ /AddressSanitizer|runtime error:/;
+    return ($rc, $out);
 }
 
 sub master_pid {
@@ -122,6 +137,7 @@ sub run {
     my $d = $self->{dir};
 
     unlink "$d/nginx.pid";
+    local %ENV = (%ENV, nginx_env());
 
     if ($opts{foreground}) {
         # master_process off/daemon off: nginx stays our child
@@ -228,6 +244,12 @@ sub stop {
     }
     delete $self->{foreground};
     unlink "$self->{dir}/nginx.pid";
+
+    if ($PRELOAD) {
+        my @reports = grep { /AddressSanitizer|runtime error:/ }
+                      split /\n/, $self->error_log . $self->read_file('stderr.log');
+        ok(!@reports, 'no sanitizer reports') or diag(join "\n", @reports);
+    }
 }
 
 sub error_log { $_[0]->read_file('error.log') }
