@@ -235,48 +235,6 @@ ngx_http_vaquero_set_url(ngx_http_request_t *r, vq_span_t *span)
 
 
 static void
-ngx_http_vaquero_set_name(ngx_http_request_t *r,
-    ngx_http_vaquero_loc_conf_t *vlcf, ngx_str_t *route, vq_span_t *span)
-{
-    u_char     *p;
-    ngx_str_t   name, method;
-
-    if (vlcf->span_name) {
-        if (ngx_http_complex_value(r, vlcf->span_name, &name) == NGX_OK) {
-            ngx_http_vaquero_set(span, VQ_FIELD_NAME, &name);
-        }
-        return;
-    }
-
-    /*
-     * "$request_method <location name>"; a request that never got as far
-     * as a method (a bad request line) is "HTTP", as OpenTelemetry names
-     * spans of unknown methods
-     */
-    method = r->method_name;
-
-    if (method.len == 0) {
-        ngx_str_set(&method, "HTTP");
-    }
-
-    name.len = method.len + (route->len ? 1 + route->len : 0);
-    name.data = ngx_pnalloc(r->pool, name.len);
-    if (name.data == NULL) {
-        return;
-    }
-
-    p = ngx_cpymem(name.data, method.data, method.len);
-
-    if (route->len) {
-        *p++ = ' ';
-        ngx_memcpy(p, route->data, route->len);
-    }
-
-    ngx_http_vaquero_set(span, VQ_FIELD_NAME, &name);
-}
-
-
-static void
 ngx_http_vaquero_set_attributes(ngx_http_request_t *r,
     ngx_http_vaquero_loc_conf_t *vlcf, vq_span_t *span)
 {
@@ -311,7 +269,7 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r,
     vq_span_t *span)
 {
     off_t                       sent;
-    ngx_str_t                   route;
+    ngx_str_t                   name;
     ngx_uint_t                  status;
     ngx_connection_t           *c;
     ngx_http_vaquero_ctx_t     *ctx;
@@ -360,19 +318,20 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r,
     span->h.server_port = c->listening
                           ? ngx_inet_get_port(c->listening->sockaddr) : 0;
 
-    route = clcf->name;
-
-    ngx_http_vaquero_set_name(r, vlcf, &route, span);
+    /* unset, the name and agent name are derived from method and route */
+    if (vlcf->span_name
+        && ngx_http_complex_value(r, vlcf->span_name, &name) == NGX_OK)
+    {
+        ngx_http_vaquero_set(span, VQ_FIELD_NAME, &name);
+    }
 
     if (vlcf->agent_name.len) {
         ngx_http_vaquero_set(span, VQ_FIELD_AGENT_NAME, &vlcf->agent_name);
-    } else {
-        ngx_http_vaquero_set(span, VQ_FIELD_AGENT_NAME, &route);
     }
 
     ngx_http_vaquero_set(span, VQ_FIELD_METHOD, &r->method_name);
     ngx_http_vaquero_set_url(r, span);
-    ngx_http_vaquero_set(span, VQ_FIELD_ROUTE, &route);
+    ngx_http_vaquero_set(span, VQ_FIELD_ROUTE, &clcf->name);
 
     if (r->headers_in.user_agent) {
         ngx_http_vaquero_set(span, VQ_FIELD_USER_AGENT,

@@ -138,6 +138,59 @@ write_field(vq_buf_t *b, const char *prefix, size_t prefix_len,
     write_field(b, ",\"" key "\":\"", sizeof(",\"" key "\":\"") - 1,      \
                 span, field)
 
+
+static void
+write_field_or_null(vq_buf_t *b, const vq_span_t *span, vq_span_field_t field)
+{
+    if (span->h.str[field].off == 0) {
+        vq_json_lit(b, "null");
+        return;
+    }
+
+    write_field(b, "\"", 1, span, field);
+}
+
+
+/* the span's name; unset: "<method> <route>", or "HTTP" with no method */
+static void
+write_name(vq_buf_t *b, const vq_span_t *span)
+{
+    const char  *s;
+    size_t       len;
+
+    if (span->h.str[VQ_FIELD_NAME].off != 0) {
+        write_str_attr(b, "name", span, VQ_FIELD_NAME);
+        return;
+    }
+
+    vq_json_lit(b, ",\"name\":\"");
+
+    s = vq_span_str(span, VQ_FIELD_METHOD, &len);
+    if (len) {
+        vq_json_escape(b, s, len);
+    } else {
+        vq_json_lit(b, "HTTP");
+    }
+
+    s = vq_span_str(span, VQ_FIELD_ROUTE, &len);
+    if (len) {
+        vq_json_lit(b, " ");
+        vq_json_escape(b, s, len);
+    }
+
+    vq_json_lit(b, "\"");
+}
+
+
+/* the agent name; unset: the route (the location), else null */
+static void
+write_agent_name(vq_buf_t *b, const vq_span_t *span)
+{
+    write_field_or_null(b, span,
+                        span->h.str[VQ_FIELD_AGENT_NAME].off != 0
+                        ? VQ_FIELD_AGENT_NAME : VQ_FIELD_ROUTE);
+}
+
 /* url.full, put together here rather than stored twice in the record */
 static void
 write_url(vq_buf_t *b, const vq_span_t *span)
@@ -262,7 +315,7 @@ write_tags(vq_buf_t *b, const vq_span_t *span)
 static void
 write_common(vq_buf_t *b, iso_cache_t *cache, const vq_span_t *span)
 {
-    write_str_attr(b, "name", span, VQ_FIELD_NAME);
+    write_name(b, span);
 
     vq_json_lit(b, ",\"start_time\":");
     write_time(b, cache, span->h.start_us);
@@ -341,10 +394,7 @@ write_trace(vq_buf_t *b, iso_cache_t *cache, const fixed_parts_t *fixed,
     vq_json_lit(b, ",\"metadata\":{\"span_id\":");
     write_id(b, span->h.span_id, VQ_SPAN_ID_SIZE);
     vq_json_lit(b, ",\"parent_span_id\":null,\"agent_name\":");
-    write_field(b, "\"", 1, span, VQ_FIELD_AGENT_NAME);
-    if (span->h.str[VQ_FIELD_AGENT_NAME].off == 0) {
-        vq_json_lit(b, "null");
-    }
+    write_agent_name(b, span);
     vq_buf_append(b, fixed->meta.data, fixed->meta.len);
 }
 
@@ -359,10 +409,7 @@ write_agent(vq_buf_t *b, iso_cache_t *cache, const vq_span_t *span)
     write_common(b, cache, span);
 
     vq_json_lit(b, ",\"type\":");
-    write_field(b, "\"", 1, span, VQ_FIELD_AGENT_NAME);
-    if (span->h.str[VQ_FIELD_AGENT_NAME].off == 0) {
-        vq_json_lit(b, "null");
-    }
+    write_agent_name(b, span);
 
     if (span->h.flags & VQ_SPAN_ERROR) {
         vq_json_lit(b, ",\"error_type\":\"HTTPError\",\"error_message\":"

@@ -36,7 +36,7 @@ make_server_span(vq_span_t *s, uint8_t tid_fill, uint8_t sid_fill)
     s->h.client_port = 51234;
     s->h.server_port = 8080;
 
-    set(s, VQ_FIELD_NAME, "POST /api");
+    set(s, VQ_FIELD_NAME, "create item");
     set(s, VQ_FIELD_AGENT_NAME, "/api");
     set(s, VQ_FIELD_METHOD, "POST");
     set(s, VQ_FIELD_SCHEME, "http");
@@ -109,7 +109,7 @@ test_trace_item(void)
 
     t = json_array_get(json_object_get(doc, "traces"), 0);
     CHECK_STR(str(t, "trace_id"), "4b111111-1111-1111-1111-111111111111");
-    CHECK_STR(str(t, "name"), "POST /api");
+    CHECK_STR(str(t, "name"), "create item");
     CHECK_STR(str(t, "status"), "completed");
     CHECK_STR(str(t, "start_time"), "2026-11-27T05:03:46.123456Z");
     CHECK_STR(str(t, "end_time"), "2026-11-27T05:03:46.135801Z");
@@ -299,6 +299,44 @@ test_arbitrary_bytes(void)
     json_decref(doc);
 }
 
+/* Unset, name and agent name come from method and route. */
+static void
+test_derived_names(void)
+{
+    const vq_span_t  *spans[3];
+    vq_span_t         s[3];
+    json_t           *doc, *t;
+    int               count, i;
+
+    for (i = 0; i < 3; i++) {
+        vq_span_init(&s[i], VQ_SPAN_SERVER);
+        memset(s[i].h.trace_id, i + 1, 16);
+        spans[i] = &s[i];
+    }
+
+    set(&s[0], VQ_FIELD_METHOD, "PUT");
+    set(&s[0], VQ_FIELD_ROUTE, "/items/");
+    set(&s[1], VQ_FIELD_ROUTE, "");             /* a bad request line */
+    set(&s[2], VQ_FIELD_METHOD, "GET");         /* no route at all */
+
+    doc = encode(spans, 3, &count);
+    CHECK(doc != NULL);
+    if (doc == NULL) {
+        return;
+    }
+
+    t = json_object_get(doc, "traces");
+    CHECK_STR(str(json_array_get(t, 0), "name"), "PUT /items/");
+    CHECK_STR(str(json_object_get(json_object_get(json_array_get(t, 0),
+                  "raw_data"), "metadata"), "agent_name"), "/items/");
+    CHECK_STR(str(json_array_get(t, 1), "name"), "HTTP");
+    CHECK_STR(str(json_array_get(t, 2), "name"), "GET");
+    CHECK(json_is_null(json_object_get(json_object_get(json_object_get(
+              json_array_get(t, 2), "raw_data"), "metadata"), "agent_name")));
+
+    json_decref(doc);
+}
+
 static void
 test_numbers_and_times(void)
 {
@@ -333,6 +371,7 @@ main(void)
     test_agents_and_dependencies();
     test_invalid_records_skipped();
     test_arbitrary_bytes();
+    test_derived_names();
     test_numbers_and_times();
 
     return check_summary("test_encode");

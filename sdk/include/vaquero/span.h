@@ -28,6 +28,11 @@ typedef enum {
 #define VQ_SPAN_SAMPLED      0x02
 #define VQ_SPAN_ERROR        0x04
 
+/*
+ * Left unset, NAME is encoded as "<METHOD> <ROUTE>" ("HTTP" without a
+ * method) and AGENT_NAME as ROUTE: derived by the exporter, not copied on
+ * the request path.
+ */
 typedef enum {
     VQ_FIELD_NAME = 0,
     VQ_FIELD_AGENT_NAME,

@@ -8,11 +8,10 @@
 
 #include <stdint.h>
 
+/* Refusals by a full queue, or of a record too large, are counted by the queue. */
 typedef struct {
     uint64_t  spans_recorded;
-    uint64_t  spans_sampled_out;
     uint64_t  spans_exported;
-    uint64_t  spans_dropped_too_large;
     uint64_t  spans_dropped_export_failed;
     uint64_t  export_requests;
     uint64_t  export_failures;
