@@ -21,6 +21,7 @@
 #define VQ_ESKIPPED -8      /* pushed too slowly: a reader gave the slot up */
 
 #include <vaquero/ids.h>
+#include <vaquero/tracecontext.h>
 #include <vaquero/span.h>
 #include <vaquero/queue.h>
 #include <vaquero/buf.h>
