@@ -151,7 +151,7 @@ write_field_or_null(vq_buf_t *b, const vq_span_t *span, vq_span_field_t field)
 }
 
 
-/* the span's name; unset: "<method> <route>", or "HTTP" with no method */
+/* the span's name, quoted; unset: "<method> <route>", or "HTTP" with no method */
 static void
 write_name(vq_buf_t *b, const vq_span_t *span)
 {
@@ -159,11 +159,11 @@ write_name(vq_buf_t *b, const vq_span_t *span)
     size_t       len;
 
     if (span->h.str[VQ_FIELD_NAME].off != 0) {
-        write_str_attr(b, "name", span, VQ_FIELD_NAME);
+        write_field(b, "\"", 1, span, VQ_FIELD_NAME);
         return;
     }
 
-    vq_json_lit(b, ",\"name\":\"");
+    vq_json_lit(b, "\"");
 
     s = vq_span_str(span, VQ_FIELD_METHOD, &len);
     if (len) {
@@ -182,7 +182,10 @@ write_name(vq_buf_t *b, const vq_span_t *span)
 }
 
 
-/* the agent name; unset: the route (the location), else null */
+/*
+ * The agent name; unset: the route (the location of a server span, the
+ * upstream of a client span), else null.
+ */
 static void
 write_agent_name(vq_buf_t *b, const vq_span_t *span)
 {
@@ -227,29 +230,64 @@ write_url(vq_buf_t *b, const vq_span_t *span)
     vq_json_lit(b, "\"");
 }
 
+/* ,"key":N for a time in ms that nginx may not have reached (-1) */
+static void
+write_ms(vq_buf_t *b, const char *prefix, size_t prefix_len, int32_t ms)
+{
+    if (ms >= 0) {
+        vq_buf_append(b, prefix, prefix_len);
+        vq_json_int(b, ms);
+    }
+}
+
+#define write_ms_attr(b, key, ms)                                            \
+    write_ms(b, ",\"" key "\":", sizeof(",\"" key "\":") - 1, ms)
+
+
+/* an upstream attempt: the peer, what nginx measured, what went wrong */
+static void
+write_client_attributes(vq_buf_t *b, const vq_span_t *span)
+{
+    vq_json_lit(b, "{\"attempt\":");
+    vq_json_int(b, span->h.attempt);
+
+    if (span->h.status_code) {
+        vq_json_lit(b, ",\"status_code\":");
+        vq_json_int(b, span->h.status_code);
+    }
+
+    write_str_attr(b, "method", span, VQ_FIELD_METHOD);
+    write_str_attr(b, "upstream", span, VQ_FIELD_ROUTE);
+    write_str_attr(b, "host", span, VQ_FIELD_HOST);
+    vq_json_lit(b, ",\"server_port\":");
+    vq_json_int(b, span->h.server_port);
+
+    write_ms_attr(b, "connect_time_ms", span->h.connect_ms);
+    write_ms_attr(b, "header_time_ms", span->h.header_ms);
+    vq_json_lit(b, ",\"response_time_ms\":");
+    vq_json_milli(b, span->h.end_us - span->h.start_us);
+
+    vq_json_lit(b, ",\"bytes_sent\":");
+    vq_json_int(b, span->h.request_body_size);
+    vq_json_lit(b, ",\"bytes_received\":");
+    vq_json_int(b, span->h.response_body_size);
+
+    vq_json_lit(b, "}");
+}
+
 static void
 write_attributes(vq_buf_t *b, const vq_span_t *span)
 {
+    if (span->h.kind == VQ_SPAN_CLIENT) {
+        write_client_attributes(b, span);
+        return;
+    }
+
     vq_json_lit(b, "{\"status_code\":");
     vq_json_int(b, span->h.status_code);
 
     vq_json_lit(b, ",\"response_time_ms\":");
     vq_json_milli(b, span->h.end_us - span->h.start_us);
-
-    if (span->h.kind == VQ_SPAN_CLIENT) {
-        write_str_attr(b, "host", span, VQ_FIELD_HOST);
-        vq_json_lit(b, ",\"server_port\":");
-        vq_json_int(b, span->h.server_port);
-        vq_json_lit(b, ",\"attempt\":");
-        vq_json_int(b, span->h.attempt);
-        vq_json_lit(b, ",\"request_size_bytes\":");
-        vq_json_int(b, span->h.request_body_size);
-        vq_json_lit(b, ",\"response_size_bytes\":");
-        vq_json_int(b, span->h.response_body_size);
-        write_str_attr(b, "upstream", span, VQ_FIELD_ROUTE);
-        vq_json_lit(b, "}");
-        return;
-    }
 
     write_str_attr(b, "method", span, VQ_FIELD_METHOD);
     write_url(b, span);
@@ -312,11 +350,10 @@ write_tags(vq_buf_t *b, const vq_span_t *span)
     vq_json_lit(b, "}");
 }
 
+/* times and status, the same in traces[] and agents[] items */
 static void
 write_common(vq_buf_t *b, iso_cache_t *cache, const vq_span_t *span)
 {
-    write_name(b, span);
-
     vq_json_lit(b, ",\"start_time\":");
     write_time(b, cache, span->h.start_us);
     vq_json_lit(b, ",\"end_time\":");
@@ -378,6 +415,8 @@ write_trace(vq_buf_t *b, iso_cache_t *cache, const fixed_parts_t *fixed,
 {
     vq_json_lit(b, "{\"trace_id\":");
     write_uuid(b, span->h.trace_id);
+    vq_json_lit(b, ",\"name\":");
+    write_name(b, span);
 
     write_common(b, cache, span);
 
@@ -398,6 +437,37 @@ write_trace(vq_buf_t *b, iso_cache_t *cache, const fixed_parts_t *fixed,
     vq_buf_append(b, fixed->meta.data, fixed->meta.len);
 }
 
+/* error_type and error_message of a failed agent */
+static void
+write_error(vq_buf_t *b, const vq_span_t *span)
+{
+    static const char  *types[] = {
+        "HTTPError", "HTTPError", "timeout", "connect_error",
+        "no_live_upstreams", "response_error"
+    };
+    static const char  *messages[] = {
+        NULL, NULL, "upstream timed out", "cannot connect to upstream",
+        "no live upstreams", "invalid upstream response or connection reset"
+    };
+
+    vq_json_lit(b, ",\"error_type\":");
+    vq_json_cstring(b, types[span->h.error]);
+    vq_json_lit(b, ",\"error_message\":");
+
+    if (messages[span->h.error] == NULL) {
+        vq_json_lit(b, "\"HTTP ");
+        vq_json_int(b, span->h.status_code);
+        vq_json_lit(b, "\"");
+
+    } else {
+        vq_json_cstring(b, messages[span->h.error]);
+    }
+}
+
+/*
+ * As SDK 0.1's batch processor builds an agent: "name" and "type" are both
+ * the agent name; the span's own name and kind go into raw_data.
+ */
 static void
 write_agent(vq_buf_t *b, iso_cache_t *cache, const vq_span_t *span)
 {
@@ -405,23 +475,30 @@ write_agent(vq_buf_t *b, iso_cache_t *cache, const vq_span_t *span)
     write_uuid(b, span->h.trace_id);
     vq_json_lit(b, ",\"agent_id\":");
     write_id(b, span->h.span_id, VQ_SPAN_ID_SIZE);
-
-    write_common(b, cache, span);
-
+    vq_json_lit(b, ",\"name\":");
+    write_agent_name(b, span);
     vq_json_lit(b, ",\"type\":");
     write_agent_name(b, span);
 
+    write_common(b, cache, span);
+
     if (span->h.flags & VQ_SPAN_ERROR) {
-        vq_json_lit(b, ",\"error_type\":\"HTTPError\",\"error_message\":"
-                       "\"HTTP ");
-        vq_json_int(b, span->h.status_code);
-        vq_json_lit(b, "\"");
+        write_error(b, span);
     }
 
     vq_json_lit(b, ",\"tags\":");
     write_tags(b, span);
 
-    vq_json_lit(b, ",\"raw_data\":{\"attributes\":");
+    vq_json_lit(b, ",\"raw_data\":{\"span_name\":");
+    write_name(b, span);
+
+    if (span->h.kind == VQ_SPAN_CLIENT) {
+        vq_json_lit(b, ",\"span_kind\":\"client\"");
+    } else {
+        vq_json_lit(b, ",\"span_kind\":\"server\"");
+    }
+
+    vq_json_lit(b, ",\"attributes\":");
     write_attributes(b, span);
     vq_json_lit(b, ",\"parent_span_id\":");
     write_id(b, span->h.parent_span_id, VQ_SPAN_ID_SIZE);

@@ -96,12 +96,19 @@ vq_trace_id_generate(vq_idgen_t *g, uint8_t id[VQ_TRACE_ID_SIZE])
 {
     uint64_t  v[2];
 
-    do {
-        v[0] = next(g);
-        v[1] = next(g);
-    } while ((v[0] | v[1]) == 0);
+    v[0] = next(g);
+    v[1] = next(g);
 
     memcpy(id, v, VQ_TRACE_ID_SIZE);
+
+    /*
+     * A UUIDv4 as well (DESIGN 6), so that the Vaquero backend joins it
+     * with the Python SDK's ids: version 4 in byte 6, variant 10 in byte 8.
+     * The W3C random part, the rightmost 7 bytes, is left untouched, and
+     * the version bit alone keeps the id from being all zero.
+     */
+    id[6] = (uint8_t) ((id[6] & 0x0f) | 0x40);
+    id[8] = (uint8_t) ((id[8] & 0x3f) | 0x80);
 }
 
 void

@@ -13,6 +13,8 @@ vq_span_init(vq_span_t *span, vq_span_kind_t kind)
     memset(&span->h, 0, sizeof(vq_span_head_t));
     span->h.size = sizeof(vq_span_head_t);
     span->h.kind = (uint8_t) kind;
+    span->h.connect_ms = -1;
+    span->h.header_ms = -1;
 }
 
 /* Longest prefix of s no longer than max that does not split a UTF-8 character. */
@@ -138,7 +140,7 @@ vq_span_validate(const void *rec, size_t len)
         return VQ_EINVAL;
     }
 
-    if (h->nattrs > VQ_SPAN_MAX_ATTRS) {
+    if (h->nattrs > VQ_SPAN_MAX_ATTRS || h->error > VQ_SPAN_ERR_MAX) {
         return VQ_EINVAL;
     }
 

@@ -204,7 +204,13 @@ test_agents_and_dependencies(void)
 
     a = json_array_get(agents, 1);
     CHECK_STR(str(a, "agent_id"), "0202020202020202");
+    /* as SDK 0.1: name and type are the agent name, the span name in raw_data */
+    CHECK_STR(str(a, "name"), "/api");
     CHECK_STR(str(a, "type"), "/api");
+    CHECK_STR(str(json_object_get(a, "raw_data"), "span_name"), "create item");
+    CHECK_STR(str(json_object_get(a, "raw_data"), "span_kind"), "server");
+    CHECK_STR(str(json_object_get(json_object_get(a, "raw_data"),
+                                  "attributes"), "method"), "POST");
     CHECK_STR(str(a, "status"), "failed");
     CHECK_STR(str(a, "error_type"), "HTTPError");
     CHECK_STR(str(a, "error_message"), "HTTP 502");
@@ -221,6 +227,99 @@ test_agents_and_dependencies(void)
     CHECK_STR(str(d, "dependency_type"), "calls");
 
     json_decref(doc);
+}
+
+/* An upstream attempt: peer, timings, bytes, and why it failed. */
+static void
+test_client_spans(void)
+{
+    const vq_span_t  *spans[3];
+    vq_span_t         c[3];
+    json_t           *doc, *agents, *a, *attrs, *raw;
+    int               count, i;
+
+    for (i = 0; i < 3; i++) {
+        vq_span_init(&c[i], VQ_SPAN_CLIENT);
+        memset(c[i].h.trace_id, 0x07, 16);
+        memset(c[i].h.span_id, 0x10 + i, 8);
+        memset(c[i].h.parent_span_id, 0x09, 8);
+        c[i].h.flags = VQ_SPAN_HAS_PARENT | VQ_SPAN_SAMPLED;
+        c[i].h.start_us = 1795755826123456LL;
+        c[i].h.end_us = c[i].h.start_us + 2500;
+        c[i].h.attempt = (uint16_t) (i + 1);
+        c[i].h.server_port = (uint16_t) (8000 + i);
+        set(&c[i], VQ_FIELD_METHOD, "GET");
+        set(&c[i], VQ_FIELD_ROUTE, "fastapi");
+        set(&c[i], VQ_FIELD_HOST, "127.0.0.1");
+        spans[i] = &c[i];
+    }
+
+    /* refused; answered 502; answered 200 after 1 ms connect, 2 ms header */
+    c[0].h.flags |= VQ_SPAN_ERROR;
+    c[0].h.error = VQ_SPAN_ERR_CONNECT;
+    c[1].h.flags |= VQ_SPAN_ERROR;
+    c[1].h.error = VQ_SPAN_ERR_HTTP;
+    c[1].h.status_code = 502;
+    c[2].h.status_code = 200;
+    c[2].h.connect_ms = 1;
+    c[2].h.header_ms = 2;
+    c[2].h.request_body_size = 321;
+    c[2].h.response_body_size = 4567;
+
+    doc = encode(spans, 3, &count);
+    CHECK(doc != NULL);
+    if (doc == NULL) {
+        return;
+    }
+
+    CHECK_INT(count, 3);
+    agents = json_object_get(doc, "agents");
+    CHECK_INT(json_array_size(agents), 3);
+
+    a = json_array_get(agents, 0);
+    raw = json_object_get(a, "raw_data");
+    attrs = json_object_get(raw, "attributes");
+    CHECK_STR(str(a, "name"), "fastapi");
+    CHECK_STR(str(a, "type"), "fastapi");
+    CHECK_STR(str(a, "status"), "failed");
+    CHECK_STR(str(a, "error_type"), "connect_error");
+    CHECK_STR(str(a, "error_message"), "cannot connect to upstream");
+    CHECK_STR(str(raw, "span_name"), "GET fastapi");
+    CHECK_STR(str(raw, "span_kind"), "client");
+    CHECK_STR(str(raw, "parent_span_id"), "0909090909090909");
+    CHECK_INT(num(attrs, "attempt"), 1);
+    CHECK(json_object_get(attrs, "status_code") == NULL);
+    CHECK(json_object_get(attrs, "connect_time_ms") == NULL);
+    CHECK_STR(str(attrs, "upstream"), "fastapi");
+    CHECK_STR(str(attrs, "host"), "127.0.0.1");
+    CHECK_INT(num(attrs, "server_port"), 8000);
+
+    a = json_array_get(agents, 1);
+    CHECK_STR(str(a, "error_type"), "HTTPError");
+    CHECK_STR(str(a, "error_message"), "HTTP 502");
+    CHECK_INT(num(json_object_get(json_object_get(a, "raw_data"),
+                                  "attributes"), "status_code"), 502);
+
+    a = json_array_get(agents, 2);
+    attrs = json_object_get(json_object_get(a, "raw_data"), "attributes");
+    CHECK_STR(str(a, "status"), "completed");
+    CHECK(json_object_get(a, "error_type") == NULL);
+    CHECK_INT(num(attrs, "attempt"), 3);
+    CHECK_INT(num(attrs, "status_code"), 200);
+    CHECK_INT(num(attrs, "connect_time_ms"), 1);
+    CHECK_INT(num(attrs, "header_time_ms"), 2);
+    CHECK_INT(num(attrs, "bytes_sent"), 321);
+    CHECK_INT(num(attrs, "bytes_received"), 4567);
+    CHECK(json_real_value(json_object_get(attrs, "response_time_ms")) == 2.5);
+
+    /* a client span's parent is the server span, never an agent here */
+    CHECK_INT(json_array_size(json_object_get(doc, "dependencies")), 0);
+
+    json_decref(doc);
+
+    /* an error kind out of range is a damaged record */
+    c[0].h.error = VQ_SPAN_ERR_MAX + 1;
+    CHECK_INT(vq_span_validate(&c[0], sizeof(c[0])), VQ_EINVAL);
 }
 
 static void
@@ -369,6 +468,7 @@ main(void)
 {
     test_trace_item();
     test_agents_and_dependencies();
+    test_client_spans();
     test_invalid_records_skipped();
     test_arbitrary_bytes();
     test_derived_names();

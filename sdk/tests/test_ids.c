@@ -65,11 +65,13 @@ test_trace_ids(void)
     for (i = 0; i < 1000; i++) {
         vq_trace_id_generate(g, a);
         CHECK(!vq_id_is_zero(a, 16));
+        CHECK((a[6] & 0xf0) == 0x40);       /* UUID version 4 */
+        CHECK((a[8] & 0xc0) == 0x80);       /* UUID variant 10 */
         bits_set += __builtin_popcountll(*(uint64_t *) a)
                     + __builtin_popcountll(*(uint64_t *) (a + 8));
     }
 
-    /* a fair generator sets about half of 128 bits */
+    /* a fair generator sets about half of the 122 free bits, plus 2 fixed */
     CHECK(bits_set / 1000 >= 60 && bits_set / 1000 <= 68);
 
     vq_trace_id_generate(g, a);

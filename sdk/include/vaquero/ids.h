@@ -22,7 +22,11 @@ vq_idgen_t *vq_idgen_create(void);
 void vq_idgen_destroy(vq_idgen_t *gen);
 int vq_idgen_reseed(vq_idgen_t *gen);
 
-/* Never all-zero, as W3C Trace Context requires. */
+/*
+ * Never all-zero, as W3C Trace Context requires.  Trace ids are also
+ * UUIDv4 (version and variant bits set), random in their rightmost 7
+ * bytes as W3C Level 2's random flag promises.
+ */
 void vq_trace_id_generate(vq_idgen_t *gen, uint8_t id[VQ_TRACE_ID_SIZE]);
 void vq_span_id_generate(vq_idgen_t *gen, uint8_t id[VQ_SPAN_ID_SIZE]);
 

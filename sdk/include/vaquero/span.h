@@ -28,10 +28,22 @@ typedef enum {
 #define VQ_SPAN_SAMPLED      0x02
 #define VQ_SPAN_ERROR        0x04
 
+/* Why a client span (an upstream attempt) failed. */
+typedef enum {
+    VQ_SPAN_ERR_NONE = 0,
+    VQ_SPAN_ERR_HTTP,           /* the upstream answered 5xx */
+    VQ_SPAN_ERR_TIMEOUT,        /* connect, send or read timed out */
+    VQ_SPAN_ERR_CONNECT,        /* refused, unreachable */
+    VQ_SPAN_ERR_NO_LIVE,        /* every server of the upstream was down */
+    VQ_SPAN_ERR_RESPONSE,       /* reset, closed early, invalid header */
+    VQ_SPAN_ERR_MAX = VQ_SPAN_ERR_RESPONSE
+} vq_span_error_t;
+
 /*
  * Left unset, NAME is encoded as "<METHOD> <ROUTE>" ("HTTP" without a
  * method) and AGENT_NAME as ROUTE: derived by the exporter, not copied on
- * the request path.
+ * the request path.  In a client span, HOST is the peer's address and
+ * ROUTE the upstream's name.
  */
 typedef enum {
     VQ_FIELD_NAME = 0,
@@ -63,19 +75,23 @@ typedef struct {
     uint8_t       kind;               /* vq_span_kind_t */
     uint8_t       flags;
     uint8_t       nattrs;
-    uint8_t       reserved[3];
+    uint8_t       trace_flags;        /* W3C trace-flags sent downstream */
+    uint8_t       error;              /* vq_span_error_t */
+    uint8_t       reserved;
     uint32_t      truncated;          /* bit i: string slot i was cut short */
     uint8_t       trace_id[VQ_TRACE_ID_SIZE];
     uint8_t       span_id[VQ_SPAN_ID_SIZE];
     uint8_t       parent_span_id[VQ_SPAN_ID_SIZE];
     int64_t       start_us;           /* Unix time, microseconds */
     int64_t       end_us;
-    int64_t       request_body_size;
-    int64_t       response_body_size;
+    int64_t       request_body_size;  /* client spans: bytes sent */
+    int64_t       response_body_size; /* client spans: bytes received */
     uint16_t      status_code;
     uint16_t      client_port;
     uint16_t      server_port;
-    uint16_t      attempt;
+    uint16_t      attempt;            /* client spans: 1, 2, ... */
+    int32_t       connect_ms;         /* client spans; -1: never reached */
+    int32_t       header_ms;
     vq_str_ref_t  str[VQ_SPAN_STR_SLOTS];
 } vq_span_head_t;
 
