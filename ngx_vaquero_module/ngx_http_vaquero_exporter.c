@@ -1,17 +1,12 @@
 /*
- * The shared zone that holds the span queue, and the exporter thread of
- * each worker (or of the single process with "master_process off").
- *
- * The zone keeps its queue across "nginx -s reload" (same name, size and
- * tag: the init callback gets the old data), so that what old workers
- * recorded is sent by the new ones.  The thread never calls nginx; what
- * it has to say reaches the error log through a timer in the worker.
+ * The exporter thread of each worker (or of the single process with
+ * "master_process off"): started with the configuration of a cycle,
+ * stopped within vaquero_shutdown_timeout.  The thread never calls nginx;
+ * what it has to say reaches the error log through the process timer.
  */
 
 #include "ngx_http_vaquero_module.h"
 
-
-#define NGX_HTTP_VAQUERO_TIMER  1000        /* ms */
 
 /*
  * On "nginx -s stop" the master kills workers that are still there about
@@ -20,106 +15,15 @@
 #define NGX_HTTP_VAQUERO_TERMINATE_TIMEOUT  1000
 
 
-static ngx_int_t ngx_http_vaquero_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
-static ngx_int_t ngx_http_vaquero_start_exporter(ngx_cycle_t *cycle);
-static void ngx_http_vaquero_stop_exporter(void);
-static void ngx_http_vaquero_timer_handler(ngx_event_t *ev);
-
-
-static vq_idgen_t     *ngx_http_vaquero_idgen_;
 static vq_exporter_t  *ngx_http_vaquero_exporter;
-static ngx_cycle_t    *ngx_http_vaquero_exporter_cycle;
+static ngx_cycle_t    *ngx_http_vaquero_exporter_cycle_;
 static ngx_msec_t      ngx_http_vaquero_shutdown_timeout;
-static ngx_event_t     ngx_http_vaquero_timer;
-static ngx_uint_t      ngx_http_vaquero_library_ready;
-
-static ngx_str_t       ngx_http_vaquero_zone_name = ngx_string("vaquero");
 
 
-vq_idgen_t *
-ngx_http_vaquero_idgen(void)
+ngx_cycle_t *
+ngx_http_vaquero_exporter_cycle(void)
 {
-    return ngx_http_vaquero_idgen_;
-}
-
-
-ngx_int_t
-ngx_http_vaquero_add_zone(ngx_conf_t *cf, ngx_http_vaquero_main_conf_t *vmcf)
-{
-    size_t           size;
-    ngx_shm_zone_t  *zone;
-
-    /* the queue, plus the slab allocator's own pages and bookkeeping */
-    size = vmcf->queue_size + vmcf->queue_size / 128 + 64 * 1024;
-    size = ngx_align(size, ngx_pagesize);
-
-    zone = ngx_shared_memory_add(cf, &ngx_http_vaquero_zone_name, size,
-                                 &ngx_http_vaquero_module);
-    if (zone == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (zone->data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "shared memory zone \"%V\" is already in use",
-                           &ngx_http_vaquero_zone_name);
-        return NGX_ERROR;
-    }
-
-    zone->init = ngx_http_vaquero_init_zone;
-    zone->data = vmcf;
-
-    vmcf->shm_zone = zone;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_vaquero_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_http_vaquero_main_conf_t  *ovmcf = data;
-
-    u_char                        *mem;
-    ngx_slab_pool_t               *shpool;
-    ngx_http_vaquero_shm_t        *shm;
-    ngx_http_vaquero_main_conf_t  *vmcf;
-
-    vmcf = shm_zone->data;
-
-    if (ovmcf) {
-        /* a reload: same zone, same queue, records kept */
-        vmcf->shm = ovmcf->shm;
-        return NGX_OK;
-    }
-
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        vmcf->shm = shpool->data;
-        return NGX_OK;
-    }
-
-    shm = ngx_slab_calloc(shpool, sizeof(ngx_http_vaquero_shm_t));
-    mem = ngx_slab_alloc(shpool, vmcf->queue_size);
-
-    if (shm == NULL || mem == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                      "vaquero: cannot allocate a %uz byte queue in "
-                      "shared memory", vmcf->queue_size);
-        return NGX_ERROR;
-    }
-
-    shm->queue = vq_queue_init(mem, vmcf->queue_size, VQ_SPAN_RECORD_MAX);
-    if (shm->queue == NULL) {
-        return NGX_ERROR;
-    }
-
-    shpool->data = shm;
-    vmcf->shm = shm;
-
-    return NGX_OK;
+    return ngx_http_vaquero_exporter_cycle_;
 }
 
 
@@ -144,8 +48,8 @@ ngx_http_vaquero_cstr(ngx_pool_t *pool, ngx_str_t *s)
 }
 
 
-static ngx_int_t
-ngx_http_vaquero_start_exporter(ngx_cycle_t *cycle)
+ngx_int_t
+ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle)
 {
     char                           err[256];
     ngx_pool_t                    *pool;
@@ -154,7 +58,7 @@ ngx_http_vaquero_start_exporter(ngx_cycle_t *cycle)
 
     vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_vaquero_module);
 
-    ngx_http_vaquero_exporter_cycle = cycle;
+    ngx_http_vaquero_exporter_cycle_ = cycle;
 
     if (vmcf == NULL || vmcf->shm == NULL) {
         return NGX_OK;
@@ -207,8 +111,8 @@ ngx_http_vaquero_start_exporter(ngx_cycle_t *cycle)
 }
 
 
-static void
-ngx_http_vaquero_stop_exporter(void)
+void
+ngx_http_vaquero_exporter_stop(void)
 {
     ngx_msec_t  timeout;
 
@@ -227,123 +131,19 @@ ngx_http_vaquero_stop_exporter(void)
     vq_exporter_destroy(ngx_http_vaquero_exporter);
 
     ngx_http_vaquero_exporter = NULL;
-    ngx_http_vaquero_exporter_cycle = NULL;
-}
-
-
-/*
- * Called whenever a configuration is read.  With "master_process off" a
- * reload happens in this very process, whose exporter still uses the old
- * cycle's zone, which may be unmapped before the new cycle runs: stop it
- * now; the timer starts it again on whichever cycle is then current.
- */
-void
-ngx_http_vaquero_reconfigure(void)
-{
-    if (ngx_process == NGX_PROCESS_SINGLE) {
-        ngx_http_vaquero_stop_exporter();
-    }
-}
-
-
-ngx_int_t
-ngx_http_vaquero_init_process(ngx_cycle_t *cycle)
-{
-    ngx_http_vaquero_main_conf_t  *vmcf;
-
-    /* the cache manager and loader never run exit_process: no thread there */
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
-
-    vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_vaquero_module);
-
-    /*
-     * A worker's configuration never changes; the single process may be
-     * reloaded into one that traces, so it always gets ready.
-     */
-    if (ngx_process == NGX_PROCESS_WORKER
-        && (vmcf == NULL || vmcf->shm == NULL))
-    {
-        return NGX_OK;
-    }
-
-    ngx_http_vaquero_random_reset();
-
-    /* created after fork(), so each worker has its own id stream */
-    ngx_http_vaquero_idgen_ = vq_idgen_create();
-    if (ngx_http_vaquero_idgen_ == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      "vaquero: cannot seed the id generator");
-        return NGX_ERROR;
-    }
-
-    if (vq_library_init() != VQ_OK) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "vaquero: cannot initialise libcurl");
-        return NGX_ERROR;
-    }
-
-    ngx_http_vaquero_library_ready = 1;
-
-    /* without an exporter, spans wait in the queue for other workers */
-    (void) ngx_http_vaquero_start_exporter(cycle);
-
-    ngx_http_vaquero_timer.handler = ngx_http_vaquero_timer_handler;
-    ngx_http_vaquero_timer.log = cycle->log;
-    ngx_http_vaquero_timer.data = &ngx_http_vaquero_timer;
-    ngx_http_vaquero_timer.cancelable = 1;
-
-    ngx_add_timer(&ngx_http_vaquero_timer, NGX_HTTP_VAQUERO_TIMER);
-
-    return NGX_OK;
+    ngx_http_vaquero_exporter_cycle_ = NULL;
 }
 
 
 void
-ngx_http_vaquero_exit_process(ngx_cycle_t *cycle)
-{
-    ngx_http_vaquero_stop_exporter();
-
-    if (ngx_http_vaquero_library_ready) {
-        vq_library_cleanup();
-        ngx_http_vaquero_library_ready = 0;
-    }
-
-    if (ngx_http_vaquero_idgen_) {
-        vq_idgen_destroy(ngx_http_vaquero_idgen_);
-        ngx_http_vaquero_idgen_ = NULL;
-    }
-}
-
-
-static void
-ngx_http_vaquero_timer_handler(ngx_event_t *ev)
+ngx_http_vaquero_exporter_log(ngx_log_t *log)
 {
     char  msg[256];
-
-    /* the cycle this timer was set up with may be gone after a reload */
-    ev->log = ngx_cycle->log;
 
     if (ngx_http_vaquero_exporter
         && vq_exporter_take_message(ngx_http_vaquero_exporter, msg,
                                     sizeof(msg)))
     {
-        ngx_log_error(NGX_LOG_WARN, ev->log, 0, "vaquero: %s", msg);
-    }
-
-    /* master_process off: after a reload, export with the new cycle */
-    if (ngx_process == NGX_PROCESS_SINGLE
-        && ngx_http_vaquero_exporter_cycle != (ngx_cycle_t *) ngx_cycle
-        && !ngx_exiting && !ngx_quit && !ngx_terminate)
-    {
-        ngx_http_vaquero_stop_exporter();
-        (void) ngx_http_vaquero_start_exporter((ngx_cycle_t *) ngx_cycle);
-    }
-
-    if (!ngx_exiting) {
-        ngx_add_timer(ev, NGX_HTTP_VAQUERO_TIMER);
+        ngx_log_error(NGX_LOG_WARN, log, 0, "vaquero: %s", msg);
     }
 }

@@ -1,20 +1,17 @@
 /*
- * ngx_http_vaquero_module: directives, configuration and phase handlers.
+ * ngx_http_vaquero_module: directives, configuration, and the set-up that
+ * connects the other parts to nginx (phase handlers, variables, the zone,
+ * the upstream wrapper).
  *
- * A traced request gets its start time in the post-read phase and its
- * span record in the log phase; the record goes into the shared-memory
- * queue that the exporter threads drain (ngx_http_vaquero_exporter.c).
+ * A traced request gets its start time in the post-read phase, its trace
+ * identity before access checks (ngx_http_vaquero_request.c), client spans
+ * per upstream attempt (ngx_http_vaquero_upstream.c) and its server span
+ * in the log phase (ngx_http_vaquero_span.c); records go into the
+ * shared-memory queue that the exporter threads drain.
  */
 
 #include "ngx_http_vaquero_module.h"
 
-
-#define NGX_HTTP_VAQUERO_DROP_LOG_INTERVAL  10    /* seconds */
-
-
-static ngx_int_t ngx_http_vaquero_start_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_vaquero_log_handler(ngx_http_request_t *r);
-static void ngx_http_vaquero_ctx_cleanup(void *data);
 
 static char *ngx_http_vaquero(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_vaquero_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -34,6 +31,7 @@ static char *ngx_http_vaquero_check_queue_size(ngx_conf_t *cf, void *post,
 static char *ngx_http_vaquero_check_not_empty(ngx_conf_t *cf, void *post,
     void *data);
 
+static ngx_int_t ngx_http_vaquero_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_vaquero_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_vaquero_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_vaquero_init_main_conf(ngx_conf_t *cf, void *conf);
@@ -56,6 +54,15 @@ static ngx_conf_post_t  ngx_http_vaquero_queue_size_post = {
 
 static ngx_conf_post_t  ngx_http_vaquero_not_empty_post = {
     ngx_http_vaquero_check_not_empty
+};
+
+
+static ngx_conf_enum_t  ngx_http_vaquero_trace_context[] = {
+    { ngx_string("propagate"), NGX_HTTP_VAQUERO_PROPAGATE },
+    { ngx_string("extract"), NGX_HTTP_VAQUERO_EXTRACT },
+    { ngx_string("inject"), NGX_HTTP_VAQUERO_INJECT },
+    { ngx_string("ignore"), NGX_HTTP_VAQUERO_IGNORE },
+    { ngx_null_string, 0 }
 };
 
 
@@ -166,12 +173,26 @@ static ngx_command_t  ngx_http_vaquero_commands[] = {
       0,
       NULL },
 
+    { ngx_string("vaquero_trace_context"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_loc_conf_t, trace_context),
+      &ngx_http_vaquero_trace_context },
+
+    { ngx_string("vaquero_upstream_spans"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_loc_conf_t, upstream_spans),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_vaquero_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_vaquero_preconfiguration,     /* preconfiguration */
     ngx_http_vaquero_postconfiguration,    /* postconfiguration */
 
     ngx_http_vaquero_create_main_conf,     /* create main configuration */
@@ -202,140 +223,6 @@ ngx_module_t  ngx_http_vaquero_module = {
 
 
 static ngx_str_t  ngx_http_vaquero_request_id = ngx_string("request_id");
-
-
-int64_t
-ngx_http_vaquero_now_us(void)
-{
-    struct timespec  ts;
-
-    /* through the vDSO: no system call */
-    clock_gettime(CLOCK_REALTIME, &ts);
-
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-
-static ngx_int_t
-ngx_http_vaquero_start_handler(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t      *cln;
-    ngx_http_vaquero_ctx_t  *ctx;
-
-    if (r != r->main || ngx_http_get_module_ctx(r, ngx_http_vaquero_module)) {
-        return NGX_DECLINED;
-    }
-
-    /*
-     * The context hangs off a pool cleanup as well, because an internal
-     * redirect zeroes r->ctx and the span must still start here.
-     */
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_vaquero_ctx_t));
-    if (cln == NULL) {
-        return NGX_DECLINED;
-    }
-
-    ctx = cln->data;
-    ctx->start_us = ngx_http_vaquero_now_us();
-    ctx->header_length = r->request_length;
-
-    cln->handler = ngx_http_vaquero_ctx_cleanup;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_vaquero_module);
-
-    return NGX_DECLINED;
-}
-
-
-static void
-ngx_http_vaquero_ctx_cleanup(void *data)
-{
-    /* nothing to free: the handler only marks the context's cleanup */
-}
-
-
-ngx_http_vaquero_ctx_t *
-ngx_http_vaquero_get_ctx(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t      *cln;
-    ngx_http_vaquero_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_vaquero_module);
-    if (ctx) {
-        return ctx;
-    }
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_vaquero_ctx_cleanup) {
-            ctx = cln->data;
-            ngx_http_set_ctx(r, ctx, ngx_http_vaquero_module);
-            return ctx;
-        }
-    }
-
-    return NULL;
-}
-
-
-static ngx_int_t
-ngx_http_vaquero_traced(ngx_http_request_t *r,
-    ngx_http_vaquero_loc_conf_t *vlcf)
-{
-    ngx_str_t  value;
-
-    if (vlcf->enable_value == NULL) {
-        return vlcf->enable == 1;
-    }
-
-    if (ngx_http_complex_value(r, vlcf->enable_value, &value) != NGX_OK) {
-        return 0;
-    }
-
-    return value.len != 0 && !(value.len == 1 && value.data[0] == '0');
-}
-
-
-static ngx_int_t
-ngx_http_vaquero_log_handler(ngx_http_request_t *r)
-{
-    vq_span_t                      span;
-    ngx_http_vaquero_loc_conf_t   *vlcf;
-    ngx_http_vaquero_main_conf_t  *vmcf;
-
-    static time_t                  last_drop_log;
-
-    /* one span per main request; subrequests log only with log_subrequest */
-    if (r != r->main) {
-        return NGX_OK;
-    }
-
-    vmcf = ngx_http_get_module_main_conf(r, ngx_http_vaquero_module);
-    vlcf = ngx_http_get_module_loc_conf(r, ngx_http_vaquero_module);
-
-    if (vmcf->shm == NULL || ngx_http_vaquero_idgen() == NULL
-        || !ngx_http_vaquero_traced(r, vlcf))
-    {
-        return NGX_OK;
-    }
-
-    ngx_http_vaquero_build_span(r, vmcf, vlcf, &span);
-
-    vq_stats_add(&vmcf->shm->stats.spans_recorded, 1);
-
-    if (vq_queue_push(vmcf->shm->queue, &span, vq_span_size(&span))
-        == VQ_EFULL
-        && ngx_time() - last_drop_log >= NGX_HTTP_VAQUERO_DROP_LOG_INTERVAL)
-    {
-        /* the request never waits for the exporter; say so, but not per span */
-        last_drop_log = ngx_time();
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "vaquero: span queue is full, dropping spans "
-                      "(exporter behind or collector unreachable)");
-    }
-
-    return NGX_OK;
-}
 
 
 static char *
@@ -648,6 +535,13 @@ ngx_http_vaquero_check_not_empty(ngx_conf_t *cf, void *post, void *data)
 
 
 static ngx_int_t
+ngx_http_vaquero_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_vaquero_add_variables(cf);
+}
+
+
+static ngx_int_t
 ngx_http_vaquero_postconfiguration(ngx_conf_t *cf)
 {
     ngx_http_handler_pt           *h;
@@ -670,6 +564,13 @@ ngx_http_vaquero_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_vaquero_start_handler;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_vaquero_preaccess_handler;
+
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
@@ -680,6 +581,10 @@ ngx_http_vaquero_postconfiguration(ngx_conf_t *cf)
     vmcf->request_id_index = ngx_http_get_variable_index(cf,
                                                 &ngx_http_vaquero_request_id);
     if (vmcf->request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_vaquero_upstream_init(cf, vmcf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -737,7 +642,7 @@ ngx_http_vaquero_init_main_conf(ngx_conf_t *cf, void *conf)
 
     } else {
         ngx_conf_init_value(vmcf->batch_size, 100);
-        ngx_conf_init_msec_value(vmcf->flush_interval, 10000);
+        ngx_conf_init_msec_value(vmcf->flush_interval, 5000);
     }
 
     ngx_conf_init_msec_value(vmcf->export_timeout, 5000);
@@ -776,6 +681,8 @@ ngx_http_vaquero_create_loc_conf(ngx_conf_t *cf)
      */
 
     vlcf->enable = NGX_CONF_UNSET;
+    vlcf->trace_context = NGX_CONF_UNSET_UINT;
+    vlcf->upstream_spans = NGX_CONF_UNSET;
 
     return vlcf;
 }
@@ -803,6 +710,10 @@ ngx_http_vaquero_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->attributes == NULL) {
         conf->attributes = prev->attributes;
     }
+
+    ngx_conf_merge_uint_value(conf->trace_context, prev->trace_context,
+                              NGX_HTTP_VAQUERO_PROPAGATE);
+    ngx_conf_merge_value(conf->upstream_spans, prev->upstream_spans, 1);
 
     return NGX_CONF_OK;
 }

@@ -1,5 +1,17 @@
 /*
  * ngx_http_vaquero_module: shared declarations of the nginx glue.
+ *
+ * One job per file:
+ *
+ *   ngx_http_vaquero_module.c     directives, configuration, set-up
+ *   ngx_http_vaquero_request.c    a request's trace identity, from its start
+ *   ngx_http_vaquero_propagate.c  W3C trace context in and out
+ *   ngx_http_vaquero_upstream.c   a client span per upstream attempt
+ *   ngx_http_vaquero_span.c       the server span, in the log phase
+ *   ngx_http_vaquero_variables.c  the $vaquero_* variables
+ *   ngx_http_vaquero_zone.c       the shared zone that holds the queue
+ *   ngx_http_vaquero_exporter.c   the exporter thread's lifecycle
+ *   ngx_http_vaquero_process.c    per-process state: ids, random pool, timer
  */
 
 #ifndef _NGX_HTTP_VAQUERO_MODULE_H_INCLUDED_
@@ -18,12 +30,25 @@
 #define NGX_HTTP_VAQUERO_PRODUCTION   0
 #define NGX_HTTP_VAQUERO_DEVELOPMENT  1
 
+/* vaquero_trace_context: bits of what is done with the trace context */
+#define NGX_HTTP_VAQUERO_EXTRACT      0x01
+#define NGX_HTTP_VAQUERO_INJECT       0x02
+#define NGX_HTTP_VAQUERO_PROPAGATE    (NGX_HTTP_VAQUERO_EXTRACT               \
+                                       |NGX_HTTP_VAQUERO_INJECT)
+#define NGX_HTTP_VAQUERO_IGNORE       0
+
 
 /* what the shared zone holds, besides the queue's slots */
 typedef struct {
     vq_stats_t                  stats;
     vq_queue_t                 *queue;
 } ngx_http_vaquero_shm_t;
+
+
+typedef struct {
+    ngx_http_upstream_srv_conf_t   *upstream;
+    ngx_http_upstream_init_peer_pt  init;
+} ngx_http_vaquero_peer_init_t;
 
 
 typedef struct {
@@ -42,6 +67,9 @@ typedef struct {
     ngx_int_t                   request_id_index;
     ngx_shm_zone_t             *shm_zone;
     ngx_http_vaquero_shm_t     *shm;
+
+    /* the upstreams' own peer.init, sorted by upstream, for the wrapper */
+    ngx_array_t                 peer_inits;     /* ngx_http_vaquero_peer_init_t */
 } ngx_http_vaquero_main_conf_t;
 
 
@@ -57,30 +85,88 @@ typedef struct {
     ngx_str_t                   agent_name;
     ngx_http_complex_value_t   *span_name;
     ngx_array_t                *attributes;     /* ngx_http_vaquero_attr_t */
+    ngx_uint_t                  trace_context;
+    ngx_flag_t                  upstream_spans;
 } ngx_http_vaquero_loc_conf_t;
 
 
-/* per request; found again after an internal redirect (see get_ctx) */
+/*
+ * Per main request, from the post-read phase on; found again after an
+ * internal redirect (see ngx_http_vaquero_get_ctx).  The trace identity
+ * is decided once, at the first location that handles the request (or
+ * the first use of a $vaquero_ variable, or the log phase for a request
+ * that never got that far), and never changes after.
+ */
 typedef struct {
-    int64_t                     start_us;
+    int64_t                     start_us;       /* wall clock, microseconds */
+    int64_t                     start_mono;     /* monotonic, microseconds */
     off_t                       header_length;  /* request_length then */
+
+    unsigned                    decided:1;
+    unsigned                    traced:1;
+    unsigned                    sampled:1;
+    unsigned                    has_parent:1;
+    unsigned                    injected:1;
+    unsigned                    upstream_spans:1;
+    unsigned                    first_attempt_taken:1;
+
+    ngx_uint_t                  main_attempts;  /* wrapped, of r->main */
+
+    uint8_t                     trace_flags;    /* as sent downstream */
+    uint8_t                     trace_id[VQ_TRACE_ID_SIZE];
+    uint8_t                     span_id[VQ_SPAN_ID_SIZE];
+    uint8_t                     parent_id[VQ_SPAN_ID_SIZE];
+    uint8_t                     first_attempt_id[VQ_SPAN_ID_SIZE];
+
+    ngx_str_t                   tracestate;     /* forwarded as it came */
+    u_char                      traceparent[VQ_TRACEPARENT_LEN];
 } ngx_http_vaquero_ctx_t;
 
 
+/* ngx_http_vaquero_request.c */
+ngx_int_t ngx_http_vaquero_start_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_vaquero_preaccess_handler(ngx_http_request_t *r);
 ngx_http_vaquero_ctx_t *ngx_http_vaquero_get_ctx(ngx_http_request_t *r);
-int64_t ngx_http_vaquero_now_us(void);
+ngx_http_vaquero_ctx_t *ngx_http_vaquero_trace(ngx_http_request_t *r);
+int64_t ngx_http_vaquero_mono_us(void);
+int64_t ngx_http_vaquero_wall_us(ngx_http_vaquero_ctx_t *ctx, int64_t mono);
 
-void ngx_http_vaquero_random_reset(void);
-void ngx_http_vaquero_build_span(ngx_http_request_t *r,
-    ngx_http_vaquero_main_conf_t *vmcf, ngx_http_vaquero_loc_conf_t *vlcf,
-    vq_span_t *span);
+/* ngx_http_vaquero_propagate.c */
+ngx_int_t ngx_http_vaquero_extract(ngx_http_request_t *r,
+    vq_traceparent_t *tp, ngx_str_t *tracestate);
+ngx_int_t ngx_http_vaquero_inject(ngx_http_request_t *r,
+    ngx_http_vaquero_ctx_t *ctx);
 
+/* ngx_http_vaquero_upstream.c */
+ngx_int_t ngx_http_vaquero_upstream_init(ngx_conf_t *cf,
+    ngx_http_vaquero_main_conf_t *vmcf);
+void ngx_http_vaquero_upstream_fallback(ngx_http_request_t *r,
+    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf);
+
+/* ngx_http_vaquero_span.c */
+ngx_int_t ngx_http_vaquero_log_handler(ngx_http_request_t *r);
+
+/* ngx_http_vaquero_variables.c */
+ngx_int_t ngx_http_vaquero_add_variables(ngx_conf_t *cf);
+
+/* ngx_http_vaquero_zone.c */
 ngx_int_t ngx_http_vaquero_add_zone(ngx_conf_t *cf,
     ngx_http_vaquero_main_conf_t *vmcf);
-void ngx_http_vaquero_reconfigure(void);
+void ngx_http_vaquero_record(ngx_http_vaquero_main_conf_t *vmcf,
+    vq_span_t *span, ngx_log_t *log);
+
+/* ngx_http_vaquero_exporter.c */
+ngx_int_t ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle);
+void ngx_http_vaquero_exporter_stop(void);
+void ngx_http_vaquero_exporter_log(ngx_log_t *log);
+ngx_cycle_t *ngx_http_vaquero_exporter_cycle(void);
+
+/* ngx_http_vaquero_process.c */
 ngx_int_t ngx_http_vaquero_init_process(ngx_cycle_t *cycle);
 void ngx_http_vaquero_exit_process(ngx_cycle_t *cycle);
+void ngx_http_vaquero_reconfigure(void);
 vq_idgen_t *ngx_http_vaquero_idgen(void);
+ngx_int_t ngx_http_vaquero_random16(u_char *out);
 
 
 extern ngx_module_t  ngx_http_vaquero_module;

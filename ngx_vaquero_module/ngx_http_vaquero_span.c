@@ -1,72 +1,18 @@
 /*
- * The server span of a request, written into a span record (DESIGN 6).
+ * The server span of a request, written into a span record (DESIGN 6)
+ * and handed to the queue in the log phase.
  *
- * Runs in the log phase: only copies and a few branches, no heap
- * allocation, no system call; url.full is put together by the exporter.
+ * Only copies and a few branches: the identity was decided when the
+ * request started (ngx_http_vaquero_request.c), there is no heap
+ * allocation and no system call, and url.full is put together by the
+ * exporter.
  */
 
 #include "ngx_http_vaquero_module.h"
 
 
-#if (NGX_OPENSSL)
-#include <openssl/rand.h>
-#endif
-
-
 #define ngx_http_vaquero_set(span, field, str)                               \
     vq_span_set_str(span, field, (const char *) (str)->data, (str)->len)
-
-
-#define NGX_HTTP_VAQUERO_RANDOM_POOL  4096
-
-
-#if (NGX_OPENSSL)
-
-static u_char      ngx_http_vaquero_random_pool[NGX_HTTP_VAQUERO_RANDOM_POOL];
-static ngx_uint_t  ngx_http_vaquero_random_used = NGX_HTTP_VAQUERO_RANDOM_POOL;
-
-
-void
-ngx_http_vaquero_random_reset(void)
-{
-    /* a forked worker must not hand out what its parent drew */
-    ngx_http_vaquero_random_used = NGX_HTTP_VAQUERO_RANDOM_POOL;
-}
-
-
-/*
- * 16 bytes from OpenSSL's generator, as nginx's $request_id takes them,
- * but drawn 4k at a time: one RAND_bytes() call per request costs OpenSSL 3
- * a provider lookup each time, about 0.7 us.
- */
-static ngx_int_t
-ngx_http_vaquero_random16(u_char *out)
-{
-    if (ngx_http_vaquero_random_used + 16 > NGX_HTTP_VAQUERO_RANDOM_POOL) {
-        if (RAND_bytes(ngx_http_vaquero_random_pool,
-                       NGX_HTTP_VAQUERO_RANDOM_POOL) != 1)
-        {
-            return NGX_ERROR;
-        }
-
-        ngx_http_vaquero_random_used = 0;
-    }
-
-    ngx_memcpy(out, ngx_http_vaquero_random_pool + ngx_http_vaquero_random_used,
-               16);
-    ngx_http_vaquero_random_used += 16;
-
-    return NGX_OK;
-}
-
-#else
-
-void
-ngx_http_vaquero_random_reset(void)
-{
-}
-
-#endif
 
 
 /*
@@ -79,10 +25,8 @@ static void
 ngx_http_vaquero_set_request_id(ngx_http_request_t *r,
     ngx_http_vaquero_main_conf_t *vmcf, vq_span_t *span)
 {
-    ngx_http_variable_value_t  *v;
-
-#if (NGX_OPENSSL)
     u_char                      id[16];
+    ngx_http_variable_value_t  *v;
 
     v = &r->variables[vmcf->request_id_index];
 
@@ -98,7 +42,6 @@ ngx_http_vaquero_set_request_id(ngx_http_request_t *r,
             v->not_found = 0;
         }
     }
-#endif
 
     v = ngx_http_get_indexed_variable(r, vmcf->request_id_index);
 
@@ -263,8 +206,8 @@ ngx_http_vaquero_set_attributes(ngx_http_request_t *r,
 }
 
 
-void
-ngx_http_vaquero_build_span(ngx_http_request_t *r,
+static void
+ngx_http_vaquero_build_span(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx,
     ngx_http_vaquero_main_conf_t *vmcf, ngx_http_vaquero_loc_conf_t *vlcf,
     vq_span_t *span)
 {
@@ -272,7 +215,6 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r,
     ngx_str_t                   name;
     ngx_uint_t                  status;
     ngx_connection_t           *c;
-    ngx_http_vaquero_ctx_t     *ctx;
     ngx_http_core_loc_conf_t   *clcf;
 
     c = r->connection;
@@ -280,25 +222,24 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r,
 
     vq_span_init(span, VQ_SPAN_SERVER);
 
-    vq_trace_id_generate(ngx_http_vaquero_idgen(), span->h.trace_id);
-    vq_span_id_generate(ngx_http_vaquero_idgen(), span->h.span_id);
-    span->h.flags = VQ_SPAN_SAMPLED;
+    ngx_memcpy(span->h.trace_id, ctx->trace_id, VQ_TRACE_ID_SIZE);
+    ngx_memcpy(span->h.span_id, ctx->span_id, VQ_SPAN_ID_SIZE);
+    span->h.trace_flags = ctx->trace_flags;
 
-    span->h.end_us = ngx_http_vaquero_now_us();
-
-    ctx = ngx_http_vaquero_get_ctx(r);
-
-    if (ctx) {
-        span->h.start_us = ctx->start_us;
-
-    } else {
-        /* never reached the post-read phase (a bad request line, say) */
-        span->h.start_us = (int64_t) r->start_sec * 1000000
-                           + (int64_t) r->start_msec * 1000;
+    if (ctx->has_parent) {
+        ngx_memcpy(span->h.parent_span_id, ctx->parent_id, VQ_SPAN_ID_SIZE);
+        span->h.flags |= VQ_SPAN_HAS_PARENT;
     }
 
-    if (span->h.start_us > span->h.end_us) {
-        span->h.start_us = span->h.end_us;
+    if (ctx->sampled) {
+        span->h.flags |= VQ_SPAN_SAMPLED;
+    }
+
+    span->h.start_us = ctx->start_us;
+    span->h.end_us = ngx_http_vaquero_wall_us(ctx, ngx_http_vaquero_mono_us());
+
+    if (span->h.end_us < span->h.start_us) {
+        span->h.end_us = span->h.start_us;
     }
 
     status = ngx_http_vaquero_status(r);
@@ -306,6 +247,7 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r,
 
     if (status >= 500) {
         span->h.flags |= VQ_SPAN_ERROR;
+        span->h.error = VQ_SPAN_ERR_HTTP;
     }
 
     span->h.request_body_size = ngx_http_vaquero_body_size(r, ctx);
@@ -349,4 +291,35 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r,
     ngx_http_vaquero_set_request_id(r, vmcf, span);
 
     ngx_http_vaquero_set_attributes(r, vlcf, span);
+}
+
+
+/* One server span per main request; subrequests log only with log_subrequest. */
+ngx_int_t
+ngx_http_vaquero_log_handler(ngx_http_request_t *r)
+{
+    vq_span_t                      span;
+    ngx_http_vaquero_ctx_t        *ctx;
+    ngx_http_vaquero_loc_conf_t   *vlcf;
+    ngx_http_vaquero_main_conf_t  *vmcf;
+
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_vaquero_trace(r);
+
+    if (ctx == NULL || !ctx->sampled) {
+        return NGX_OK;
+    }
+
+    vmcf = ngx_http_get_module_main_conf(r, ngx_http_vaquero_module);
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_http_vaquero_module);
+
+    ngx_http_vaquero_upstream_fallback(r, ctx, vmcf);
+
+    ngx_http_vaquero_build_span(r, ctx, vmcf, vlcf, &span);
+    ngx_http_vaquero_record(vmcf, &span, r->connection->log);
+
+    return NGX_OK;
 }

@@ -1,0 +1,589 @@
+/*
+ * A client span per upstream attempt, child of the server span.
+ *
+ * Every upstream's peer.init is wrapped (as the keepalive module does):
+ * the balancer's get and free then run inside ours, so that each attempt,
+ * proxy_next_upstream retries included, is timed from its get to its
+ * free and gets its own span id.  The upstream request is built once and
+ * sent again on a retry, so the 16 parent-id digits of the traceparent in
+ * it are rewritten in place for each attempt: the backend's parent is the
+ * attempt that reached it.  (gRPC sends HPACK-coded headers, where the
+ * digits cannot be found: there every attempt carries the first one's.)
+ *
+ * An upstream that nginx resolves at run time ("proxy_pass http://$host")
+ * has no peer.init to wrap: its attempts are told from
+ * r->upstream_states in the log phase instead, with millisecond times.
+ */
+
+#include "ngx_http_vaquero_module.h"
+
+
+typedef struct {
+    ngx_http_request_t             *request;
+
+    void                           *data;          /* the balancer's own */
+    ngx_event_get_peer_pt           get;
+    ngx_event_free_peer_pt          free;
+    ngx_event_notify_peer_pt        notify;
+#if (NGX_HTTP_SSL)
+    ngx_event_set_peer_session_pt   set_session;
+    ngx_event_save_peer_session_pt  save_session;
+#endif
+
+    ngx_str_t                       name;          /* the upstream's */
+    u_char                         *parent_hex;    /* in the request */
+    int64_t                         start_mono;
+    ngx_uint_t                      attempt;
+    uint8_t                         span_id[VQ_SPAN_ID_SIZE];
+
+    unsigned                        searched:1;
+    unsigned                        active:1;
+} ngx_http_vaquero_peer_data_t;
+
+
+static ngx_int_t ngx_http_vaquero_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_vaquero_get_peer(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_vaquero_free_peer(ngx_peer_connection_t *pc,
+    void *data, ngx_uint_t state);
+static void ngx_http_vaquero_notify_peer(ngx_peer_connection_t *pc,
+    void *data, ngx_uint_t type);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_vaquero_set_peer_session(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_vaquero_save_peer_session(ngx_peer_connection_t *pc,
+    void *data);
+#endif
+static void ngx_http_vaquero_next_span_id(ngx_http_vaquero_ctx_t *ctx,
+    uint8_t *id);
+static void ngx_http_vaquero_set_parent(ngx_http_vaquero_peer_data_t *vp,
+    ngx_http_vaquero_ctx_t *ctx);
+static void ngx_http_vaquero_attempt_span(ngx_http_vaquero_peer_data_t *vp,
+    ngx_peer_connection_t *pc, ngx_uint_t state, vq_span_error_t error);
+static void ngx_http_vaquero_upstream_name(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us, ngx_str_t *name);
+static int ngx_http_vaquero_cmp_peer_inits(const void *one, const void *two);
+
+
+ngx_int_t
+ngx_http_vaquero_upstream_init(ngx_conf_t *cf,
+    ngx_http_vaquero_main_conf_t *vmcf)
+{
+    ngx_uint_t                      i;
+    ngx_http_vaquero_peer_init_t   *pi;
+    ngx_http_upstream_srv_conf_t  **uscfp;
+    ngx_http_upstream_main_conf_t  *umcf;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+
+    if (ngx_array_init(&vmcf->peer_inits, cf->pool, umcf->upstreams.nelts + 1,
+                       sizeof(ngx_http_vaquero_peer_init_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* by now every upstream, implicit ones too, has its peer.init */
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if (uscfp[i]->peer.init == NULL) {
+            continue;
+        }
+
+        pi = ngx_array_push(&vmcf->peer_inits);
+        if (pi == NULL) {
+            return NGX_ERROR;
+        }
+
+        pi->upstream = uscfp[i];
+        pi->init = uscfp[i]->peer.init;
+
+        uscfp[i]->peer.init = ngx_http_vaquero_init_peer;
+    }
+
+    ngx_qsort(vmcf->peer_inits.elts, vmcf->peer_inits.nelts,
+              sizeof(ngx_http_vaquero_peer_init_t),
+              ngx_http_vaquero_cmp_peer_inits);
+
+    return NGX_OK;
+}
+
+
+static int
+ngx_http_vaquero_cmp_peer_inits(const void *one, const void *two)
+{
+    const ngx_http_vaquero_peer_init_t  *a = one, *b = two;
+
+    if (a->upstream == b->upstream) {
+        return 0;
+    }
+
+    return (uintptr_t) a->upstream < (uintptr_t) b->upstream ? -1 : 1;
+}
+
+
+static ngx_int_t
+ngx_http_vaquero_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_uint_t                     lo, hi, mid;
+    ngx_http_upstream_t           *u;
+    ngx_http_vaquero_ctx_t        *ctx;
+    ngx_http_vaquero_peer_data_t  *vp;
+    ngx_http_vaquero_peer_init_t  *pi;
+    ngx_http_vaquero_loc_conf_t   *vlcf;
+    ngx_http_vaquero_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_get_module_main_conf(r, ngx_http_vaquero_module);
+
+    /* the upstream's own peer.init, by binary search */
+    pi = vmcf->peer_inits.elts;
+    lo = 0;
+    hi = vmcf->peer_inits.nelts;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+
+        if ((uintptr_t) pi[mid].upstream < (uintptr_t) us) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+
+    if (lo == vmcf->peer_inits.nelts || pi[lo].upstream != us) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "vaquero: upstream \"%V\" is not known", &us->host);
+        return NGX_ERROR;
+    }
+
+    if (pi[lo].init(r, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_http_vaquero_module);
+
+    if (!vlcf->upstream_spans) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_vaquero_trace(r);
+
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    vp = ngx_pcalloc(r->pool, sizeof(ngx_http_vaquero_peer_data_t));
+    if (vp == NULL) {
+        return NGX_OK;      /* untraced attempts are better than none */
+    }
+
+    u = r->upstream;
+
+    vp->request = r;
+    vp->data = u->peer.data;
+    vp->get = u->peer.get;
+    vp->free = u->peer.free;
+    vp->notify = u->peer.notify;
+
+    ngx_http_vaquero_upstream_name(r, us, &vp->name);
+
+    u->peer.data = vp;
+    u->peer.get = ngx_http_vaquero_get_peer;
+    u->peer.free = ngx_http_vaquero_free_peer;
+
+    if (vp->notify) {
+        u->peer.notify = ngx_http_vaquero_notify_peer;
+    }
+
+#if (NGX_HTTP_SSL)
+    vp->set_session = u->peer.set_session;
+    vp->save_session = u->peer.save_session;
+    u->peer.set_session = ngx_http_vaquero_set_peer_session;
+    u->peer.save_session = ngx_http_vaquero_save_peer_session;
+#endif
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_vaquero_get_peer(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_vaquero_peer_data_t  *vp = data;
+
+    ngx_int_t                rc;
+    ngx_http_vaquero_ctx_t  *ctx;
+
+    rc = vp->get(pc, vp->data);
+
+    ctx = ngx_http_vaquero_get_ctx(vp->request);
+
+    if (ctx == NULL) {
+        return rc;
+    }
+
+    /* an attempt starts: it gets its own span id */
+    vp->attempt++;
+    vp->start_mono = ngx_http_vaquero_mono_us();
+    ngx_http_vaquero_next_span_id(ctx, vp->span_id);
+
+    if (vp->request == vp->request->main) {
+        ctx->main_attempts++;
+    }
+
+    if (rc == NGX_BUSY || rc == NGX_ERROR) {
+        /* no peer to try: no free() will follow */
+        ngx_http_vaquero_attempt_span(vp, pc, NGX_PEER_FAILED,
+                                      rc == NGX_BUSY ? VQ_SPAN_ERR_NO_LIVE
+                                                     : VQ_SPAN_ERR_CONNECT);
+        return rc;
+    }
+
+    vp->active = 1;
+
+    ngx_http_vaquero_set_parent(vp, ctx);
+
+    return rc;
+}
+
+
+static void
+ngx_http_vaquero_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state)
+{
+    ngx_http_vaquero_peer_data_t  *vp = data;
+
+    /* before the balancer's free: keepalive takes pc->connection away */
+    if (vp->active) {
+        vp->active = 0;
+        ngx_http_vaquero_attempt_span(vp, pc, state, VQ_SPAN_ERR_NONE);
+    }
+
+    vp->free(pc, vp->data, state);
+}
+
+
+static void
+ngx_http_vaquero_notify_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t type)
+{
+    ngx_http_vaquero_peer_data_t  *vp = data;
+
+    vp->notify(pc, vp->data, type);
+}
+
+
+#if (NGX_HTTP_SSL)
+
+static ngx_int_t
+ngx_http_vaquero_set_peer_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_vaquero_peer_data_t  *vp = data;
+
+    return vp->set_session ? vp->set_session(pc, vp->data) : NGX_OK;
+}
+
+
+static void
+ngx_http_vaquero_save_peer_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_vaquero_peer_data_t  *vp = data;
+
+    if (vp->save_session) {
+        vp->save_session(pc, vp->data);
+    }
+}
+
+#endif
+
+
+/*
+ * The first attempt of the request, in whichever of its upstreams comes
+ * first, takes the id drawn at the start, the one that the injected
+ * traceparent and $vaquero_traceparent name; later ones draw their own.
+ */
+static void
+ngx_http_vaquero_next_span_id(ngx_http_vaquero_ctx_t *ctx, uint8_t *id)
+{
+    if (!ctx->first_attempt_taken && ctx->upstream_spans) {
+        ctx->first_attempt_taken = 1;
+        ngx_memcpy(id, ctx->first_attempt_id, VQ_SPAN_ID_SIZE);
+        return;
+    }
+
+    vq_span_id_generate(ngx_http_vaquero_idgen(), id);
+}
+
+
+/* The attempt's id as the parent in the traceparent about to be sent. */
+static void
+ngx_http_vaquero_set_parent(ngx_http_vaquero_peer_data_t *vp,
+    ngx_http_vaquero_ctx_t *ctx)
+{
+    ngx_buf_t            *b;
+    ngx_http_upstream_t  *u;
+
+    if (!vp->searched) {
+        vp->searched = 1;
+
+        u = vp->request->upstream;
+
+        if (u == NULL || u->request_bufs == NULL) {
+            return;
+        }
+
+        /* the headers are the first buffer; not yet sent */
+        b = u->request_bufs->buf;
+
+        if (b == NULL || b->in_file || b->pos == NULL) {
+            return;
+        }
+
+        /* "<trace id>-<parent id>", as injected or set from the variable */
+        vp->parent_hex = ngx_strlcasestrn(b->pos, b->last,
+                                          ctx->traceparent + 3,
+                                          VQ_TRACEPARENT_LEN - 3 - 3 - 1);
+        if (vp->parent_hex) {
+            vp->parent_hex += 2 * VQ_TRACE_ID_SIZE + 1;
+        }
+    }
+
+    if (vp->parent_hex) {
+        vq_id_to_hex(vp->span_id, VQ_SPAN_ID_SIZE, (char *) vp->parent_hex);
+    }
+}
+
+
+static void
+ngx_http_vaquero_attempt_span(ngx_http_vaquero_peer_data_t *vp,
+    ngx_peer_connection_t *pc, ngx_uint_t state, vq_span_error_t error)
+{
+    size_t                         len;
+    u_char                         addr[NGX_SOCKADDR_STRLEN];
+    vq_span_t                      span;
+    ngx_http_request_t            *r;
+    ngx_http_upstream_t           *u;
+    ngx_http_vaquero_ctx_t        *ctx;
+    ngx_http_upstream_state_t     *st;
+    ngx_http_vaquero_main_conf_t  *vmcf;
+
+    r = vp->request;
+    ctx = ngx_http_vaquero_get_ctx(r);
+
+    if (ctx == NULL || !ctx->sampled) {
+        return;
+    }
+
+    vmcf = ngx_http_get_module_main_conf(r, ngx_http_vaquero_module);
+
+    vq_span_init(&span, VQ_SPAN_CLIENT);
+
+    ngx_memcpy(span.h.trace_id, ctx->trace_id, VQ_TRACE_ID_SIZE);
+    ngx_memcpy(span.h.span_id, vp->span_id, VQ_SPAN_ID_SIZE);
+    ngx_memcpy(span.h.parent_span_id, ctx->span_id, VQ_SPAN_ID_SIZE);
+    span.h.flags = VQ_SPAN_HAS_PARENT | VQ_SPAN_SAMPLED;
+    span.h.trace_flags = ctx->trace_flags;
+
+    span.h.start_us = ngx_http_vaquero_wall_us(ctx, vp->start_mono);
+    span.h.end_us = ngx_http_vaquero_wall_us(ctx, ngx_http_vaquero_mono_us());
+    span.h.attempt = (uint16_t) vp->attempt;
+
+    u = r->upstream;
+    st = (u && error == VQ_SPAN_ERR_NONE) ? u->state : NULL;
+
+    if (st) {
+        span.h.status_code = (uint16_t) st->status;
+
+        if (st->connect_time != (ngx_msec_t) -1) {
+            span.h.connect_ms = (int32_t) st->connect_time;
+        }
+
+        if (st->header_time != (ngx_msec_t) -1) {
+            span.h.header_ms = (int32_t) st->header_time;
+        }
+
+        span.h.request_body_size = st->bytes_sent;
+        span.h.response_body_size = st->bytes_received;
+
+        if (st->bytes_sent == 0 && pc->connection) {
+            span.h.request_body_size = pc->connection->sent;
+        }
+    }
+
+    if (error == VQ_SPAN_ERR_NONE && (state & NGX_PEER_FAILED)) {
+
+        if (pc->connection
+            && (pc->connection->read->timedout
+                || pc->connection->write->timedout))
+        {
+            error = VQ_SPAN_ERR_TIMEOUT;
+
+        } else if (span.h.status_code >= 500) {
+            error = VQ_SPAN_ERR_HTTP;
+
+        } else if (span.h.connect_ms < 0) {
+            error = VQ_SPAN_ERR_CONNECT;
+
+        } else {
+            error = VQ_SPAN_ERR_RESPONSE;
+        }
+
+    } else if (error == VQ_SPAN_ERR_NONE && span.h.status_code >= 500) {
+        error = VQ_SPAN_ERR_HTTP;
+    }
+
+    if (error != VQ_SPAN_ERR_NONE) {
+        span.h.flags |= VQ_SPAN_ERROR;
+        span.h.error = (uint8_t) error;
+    }
+
+    if (pc->sockaddr) {
+        len = ngx_sock_ntop(pc->sockaddr, pc->socklen, addr,
+                            NGX_SOCKADDR_STRLEN, 0);
+        vq_span_set_str(&span, VQ_FIELD_HOST, (char *) addr, len);
+        span.h.server_port = ngx_inet_get_port(pc->sockaddr);
+    }
+
+    vq_span_set_str(&span, VQ_FIELD_METHOD, (char *) r->method_name.data,
+                    r->method_name.len);
+    vq_span_set_str(&span, VQ_FIELD_ROUTE, (char *) vp->name.data,
+                    vp->name.len);
+
+    ngx_http_vaquero_record(vmcf, &span, r->connection->log);
+}
+
+
+/* "name" of an upstream{} block; "host:port" of proxy_pass http://host:port */
+static void
+ngx_http_vaquero_upstream_name(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us, ngx_str_t *name)
+{
+    u_char  *p;
+
+    *name = us->host;
+
+    if (us->no_port || us->port == 0) {
+        return;
+    }
+
+    p = ngx_pnalloc(r->pool, us->host.len + sizeof(":65535") - 1);
+    if (p == NULL) {
+        return;
+    }
+
+    name->data = p;
+    name->len = ngx_sprintf(p, "%V:%d", &us->host, (int) us->port) - p;
+}
+
+
+/*
+ * An upstream nginx resolved at run time was not wrapped: its attempts
+ * are told from what nginx kept of them, laid end to end from the
+ * request's start.
+ */
+void
+ngx_http_vaquero_upstream_fallback(ngx_http_request_t *r,
+    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf)
+{
+    u_char                     *p, *last;
+    int64_t                     start, duration;
+    ngx_str_t                   name;
+    vq_span_t                   span;
+    ngx_uint_t                  i, attempt;
+    ngx_http_upstream_t        *u;
+    ngx_http_upstream_state_t  *st;
+
+    if (ctx->main_attempts || !ctx->upstream_spans
+        || r->upstream_states == NULL || r->upstream_states->nelts == 0)
+    {
+        return;
+    }
+
+    u = r->upstream;
+    ngx_str_null(&name);
+
+    if (u && u->upstream) {
+        ngx_http_vaquero_upstream_name(r, u->upstream, &name);
+
+    } else if (u && u->resolved) {
+        name = u->resolved->host;
+    }
+
+    st = r->upstream_states->elts;
+    start = ctx->start_us;
+    attempt = 0;
+
+    for (i = 0; i < r->upstream_states->nelts; i++) {
+
+        if (st[i].peer == NULL) {
+            /* between two uses of an upstream */
+            attempt = 0;
+            continue;
+        }
+
+        vq_span_init(&span, VQ_SPAN_CLIENT);
+
+        ngx_memcpy(span.h.trace_id, ctx->trace_id, VQ_TRACE_ID_SIZE);
+        ngx_http_vaquero_next_span_id(ctx, span.h.span_id);
+        ngx_memcpy(span.h.parent_span_id, ctx->span_id, VQ_SPAN_ID_SIZE);
+        span.h.flags = VQ_SPAN_HAS_PARENT | VQ_SPAN_SAMPLED;
+        span.h.trace_flags = ctx->trace_flags;
+
+        duration = st[i].response_time != (ngx_msec_t) -1
+                   ? (int64_t) st[i].response_time * 1000 : 0;
+
+        span.h.start_us = start;
+        span.h.end_us = start + duration;
+        start += duration;
+
+        span.h.attempt = (uint16_t) ++attempt;
+        span.h.status_code = (uint16_t) st[i].status;
+        span.h.request_body_size = st[i].bytes_sent;
+        span.h.response_body_size = st[i].bytes_received;
+
+        if (st[i].connect_time != (ngx_msec_t) -1) {
+            span.h.connect_ms = (int32_t) st[i].connect_time;
+        }
+
+        if (st[i].header_time != (ngx_msec_t) -1) {
+            span.h.header_ms = (int32_t) st[i].header_time;
+        }
+
+        if (st[i].status >= 500) {
+            span.h.flags |= VQ_SPAN_ERROR;
+            span.h.error = span.h.connect_ms >= 0 ? VQ_SPAN_ERR_HTTP
+                           : st[i].status == NGX_HTTP_GATEWAY_TIME_OUT
+                             ? VQ_SPAN_ERR_TIMEOUT : VQ_SPAN_ERR_CONNECT;
+        }
+
+        /* "address:port" */
+        p = st[i].peer->data;
+        last = p + st[i].peer->len;
+
+        while (last > p && last[-1] >= '0' && last[-1] <= '9') {
+            last--;
+        }
+
+        if (last > p && last[-1] == ':' && last < p + st[i].peer->len) {
+            span.h.server_port = (uint16_t) ngx_atoi(last,
+                                               p + st[i].peer->len - last);
+            vq_span_set_str(&span, VQ_FIELD_HOST, (char *) p, last - 1 - p);
+
+        } else {
+            vq_span_set_str(&span, VQ_FIELD_HOST, (char *) p,
+                            st[i].peer->len);
+        }
+
+        vq_span_set_str(&span, VQ_FIELD_METHOD, (char *) r->method_name.data,
+                        r->method_name.len);
+
+        if (name.len) {
+            vq_span_set_str(&span, VQ_FIELD_ROUTE, (char *) name.data,
+                            name.len);
+        }
+
+        ngx_http_vaquero_record(vmcf, &span, r->connection->log);
+    }
+}
