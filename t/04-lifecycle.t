@@ -44,7 +44,7 @@ CONF
 $t->write_config($gen1)->start_collector->run(wait_ports => ['http']);
 my $port = $t->port('http');
 
-my @w = $t->workers;
+my @w = $t->wait_workers(2, 2);
 is(scalar @w, 2, 'two workers');
 is_deeply([map { $t->threads_of($_) } @w], [2, 2],
           'each worker: its main thread and one exporter thread');
@@ -54,7 +54,7 @@ http_keepalive($port, '/before', 50);
 $t->write_config($gen2);
 $t->reload;
 
-my @w2 = $t->workers;
+my @w2 = $t->wait_workers(2, 2);
 is(scalar @w2, 2, 'two new workers after reload');
 ok(!grep({ kill 0, $_ } @w), 'old workers gone, with their threads');
 is_deeply([map { $t->threads_of($_) } @w2], [2, 2],

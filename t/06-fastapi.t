@@ -57,10 +57,25 @@ like($r, qr/^HTTP\/1.1 201.*"received_bytes":\s*${\ length $body}/s,
 like(http_get($port, '/api/items/99'), qr/^HTTP\/1.1 404/, 'app 404');
 like(http_get($port, '/api/boom'), qr/^HTTP\/1.1 500/, 'app 500');
 
-my @spans = $t->wait_spans(4);
-is(scalar @spans, 4, 'four spans');
+my @spans = $t->wait_for(sub { $t->server_spans }, 4);
+is(scalar @spans, 4, 'four server spans');
 
 my %by = map { $_->{raw_data}{attributes}{'url.path'} => $_ } @spans;
+
+# and one client span each, for the one upstream attempt
+my @clients = $t->wait_for(sub { $t->client_spans }, 4);
+is(scalar @clients, 4, 'four client spans');
+my %client = map { $_->{parent_id} => $_ } @clients;
+for my $path (sort keys %by) {
+    my $c = $client{ $by{$path}{span_id} };
+    ok($c, "$path: a client span, child of the server span") or next;
+    is($c->{trace_id}, $by{$path}{trace_id}, "$path: same trace");
+    is($c->{attrs}{status_code}, $by{$path}{attrs}{status_code},
+       "$path: upstream status");
+    is($c->{attrs}{attempt}, 1, "$path: attempt 1");
+    is($c->{name}, 'fastapi', "$path: agent name is the upstream's");
+    is($c->{attrs}{server_port}, $t->port('backend'), "$path: peer port");
+}
 
 my $get = $by{'/api/items/2'};
 is($get->{name}, 'GET /api/', 'span name');
@@ -93,7 +108,7 @@ $r = VaqueroTest::http($port, "POST /api/items HTTP/1.1\r\nHost: localhost\r\n"
     . "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     . "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
 like($r, qr/"received_bytes":\s*11/, 'chunked POST reached the app');
-@spans = $t->wait_spans(5);
+@spans = $t->wait_for(sub { $t->server_spans }, 5);
 my ($chunked) = grep { $_->{raw_data}{attributes}{http_version} eq '1.1'
                        && $_->{raw_data}{attributes}{method} eq 'POST' } @spans;
 ok($chunked && $chunked->{raw_data}{attributes}{request_size_bytes} >= 11,

@@ -56,7 +56,7 @@ for (1 .. 2) {
 my $killed = 0;
 for (1 .. 8) {
     sleep 0.3;
-    my @w = $t->workers;
+    my @w = $t->wait_workers(2);
     $killed += kill 'KILL', $w[rand @w];
 }
 
@@ -64,8 +64,7 @@ kill 'KILL', @load;
 waitpid $_, 0 for @load;
 is($killed, 8, 'eight workers killed under load');
 
-sleep 0.5;
-my @w = $t->workers;
+my @w = $t->wait_workers(2, 2);
 is(scalar @w, 2, 'the master runs two workers again');
 
 $t->write_file('collector.log', '');

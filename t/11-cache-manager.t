@@ -36,17 +36,12 @@ CONF
 $t->start_collector->run(wait_ports => ['http']);
 
 my %role;
-for (1 .. 50) {
-    %role = ();
-    for my $pid ($t->workers) {
-        open my $fh, '<', "/proc/$pid/cmdline" or next;
-        my $cmd = <$fh> // '';
-        $cmd =~ s/\0.*//s;
-        $role{$1} = $pid if $cmd =~ /nginx: (worker|cache manager|cache loader)/;
-    }
-    last if $role{'cache manager'} && $role{worker};
-    sleep 0.1;
+for (1 .. 100) {
+    %role = map { $t->role($_) => $_ } $t->children;
+    last if $role{'cache manager'};
+    sleep 0.05;
 }
+($role{worker}) = $t->wait_workers(1, 2);
 
 ok($role{'cache manager'}, 'a cache manager runs');
 is($t->threads_of($role{'cache manager'}), 1, 'the cache manager has no exporter thread');

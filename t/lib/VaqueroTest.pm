@@ -164,6 +164,12 @@ sub run {
     die "nginx did not start:\n" . $self->read_file('error.log')
         unless $self->master_pid;
 
+    # the master listens before it has forked its workers: wait for them
+    unless ($opts{foreground}) {
+        my ($n) = $self->read_file('nginx.conf') =~ /^\s*worker_processes\s+(\d+)/m;
+        $self->wait_workers($n // 1);
+    }
+
     # until every listen port answers
     for my $name (@{ $opts{wait_ports} // [] }) {
         $self->wait_port($self->port($name));
@@ -188,8 +194,8 @@ sub signal {
     kill $sig, $self->master_pid;
 }
 
-# Pids of the master's worker processes, from /proc.
-sub workers {
+# Pids of the master's children (workers, cache manager, loader), from /proc.
+sub children {
     my ($self) = @_;
     my $master = $self->master_pid or return ();
     my @w;
@@ -202,6 +208,36 @@ sub workers {
     return sort { $a <=> $b } @w;
 }
 
+# The role of an nginx process ("worker", "cache manager", ...), from its title.
+sub role {
+    my ($self, $pid) = @_;
+    open my $fh, '<', "/proc/$pid/cmdline" or return '';
+    my $cmd = <$fh> // '';
+    $cmd =~ s/\0.*//s;
+    return $cmd =~ /^nginx: (worker|cache manager|cache loader)/ ? $1 : '';
+}
+
+# Pids of the master's worker processes.
+sub workers {
+    my ($self) = @_;
+    return grep { $self->role($_) eq 'worker' } $self->children;
+}
+
+# Waits until the master runs $n workers and, with $threads, until each
+# has that many threads (its exporter started); returns their pids.
+sub wait_workers {
+    my ($self, $n, $threads) = @_;
+    my $until = time + 15;
+    my @w;
+    while (time < $until) {
+        @w = $self->workers;
+        return @w if @w == $n
+                     && (!$threads || !grep { $self->threads_of($_) != $threads } @w);
+        sleep 0.05;
+    }
+    return @w;
+}
+
 sub threads_of {
     my ($self, $pid) = @_;
     my @t = glob "/proc/$pid/task/*";
@@ -210,13 +246,15 @@ sub threads_of {
 
 sub reload {
     my ($self) = @_;
-    my @old = $self->workers;
+    my @old = $self->children;
+    my $n = () = $self->workers;
     $self->signal('HUP');
-    # until the old workers are gone and new ones run
+    # until the old processes are gone and as many new workers run
     my $until = time + 15;
     while (time < $until) {
-        my %now = map { $_ => 1 } $self->workers;
-        last if !grep({ $now{$_} } @old) && %now;
+        my %now = map { $_ => 1 } $self->children;
+        my @new = $self->workers;
+        last if !grep({ $now{$_} } @old) && @new == $n;
         sleep 0.05;
     }
     return $self;
@@ -399,27 +437,64 @@ sub collected {
 }
 
 # Spans from the batches answered 2xx: traces[] and agents[] items, each
-# with a "kind" key added ("trace" or "agent").
+# with keys added: "kind" ("trace" or "agent"), "source" ("nginx", or
+# "app" for what the FastAPI app reported), "span_id", "parent_id"
+# (undef for a trace item), "span_kind" ("server" or "client") and
+# "attrs" (raw_data.attributes).
 sub spans {
     my ($self) = @_;
     my @s;
     for my $r ($self->collected) {
         next unless $r->{mode} =~ /^2/ && $r->{json};
-        push @s, map({ { %$_, kind => 'trace' } } @{ $r->{json}{traces} // [] }),
-                 map({ { %$_, kind => 'agent' } } @{ $r->{json}{agents} // [] });
+        my $source = ($r->{headers}{'user-agent'} // '') =~ /^ngx_vaquero_module/
+                     ? 'nginx' : 'app';
+        for my $t (@{ $r->{json}{traces} // [] }) {
+            push @s, { %$t, kind => 'trace', source => $source,
+                       span_id => $t->{raw_data}{metadata}{span_id},
+                       parent_id => undef, span_kind => 'server',
+                       attrs => $t->{raw_data}{attributes} };
+        }
+        for my $a (@{ $r->{json}{agents} // [] }) {
+            push @s, { %$a, kind => 'agent', source => $source,
+                       span_id => $a->{agent_id},
+                       parent_id => $a->{raw_data}{parent_span_id},
+                       span_kind => $a->{raw_data}{span_kind} // 'server',
+                       attrs => $a->{raw_data}{attributes} };
+        }
     }
     return @s;
+}
+
+# nginx's server spans (one per request), and its client spans (one per
+# upstream attempt).
+sub server_spans {
+    my ($self) = @_;
+    return grep { $_->{source} eq 'nginx' && $_->{span_kind} eq 'server' }
+           $self->spans;
+}
+
+sub client_spans {
+    my ($self) = @_;
+    return grep { $_->{source} eq 'nginx' && $_->{span_kind} eq 'client' }
+           $self->spans;
 }
 
 # Waits until at least $n spans arrived (or $timeout seconds); returns them.
 sub wait_spans {
     my ($self, $n, $timeout) = @_;
+    return $self->wait_for(sub { $self->spans }, $n, $timeout);
+}
+
+# Waits until $list->() returns at least $n items (or $timeout seconds,
+# default 15); returns them.
+sub wait_for {
+    my ($self, $list, $n, $timeout) = @_;
     my $until = time + ($timeout // 15);
     my @s;
     while (time < $until) {
-        @s = $self->spans;
+        @s = $list->();
         return @s if @s >= $n;
-        sleep 0.1;
+        sleep 0.05;
     }
     return @s;
 }
@@ -427,9 +502,13 @@ sub wait_spans {
 ###########################################################################
 # A FastAPI backend (t/app/app.py) under uvicorn.
 
+# Starts t/app/app.py under uvicorn on port $opts{port} (a port name,
+# default "backend"); with report => 1 the app reports its own spans to
+# the collector, as a Vaquero-instrumented app does.
 sub start_backend {
-    my ($self) = @_;
-    my $port = $self->port('backend');
+    my ($self, %opts) = @_;
+    my $name = $opts{port} // 'backend';
+    my $port = $self->port($name);
     my $dir = $self->{dir};
 
     my $pid = fork() // die "fork: $!";
@@ -437,21 +516,27 @@ sub start_backend {
         setsid();
         open STDOUT, '>>', "$dir/backend.log";
         open STDERR, '>>', "$dir/backend.log";
+        delete $ENV{VAQUERO_ENDPOINT};
+        if ($opts{report}) {
+            $ENV{VAQUERO_ENDPOINT} = 'http://127.0.0.1:' . $self->port('collector');
+            $ENV{VAQUERO_FLUSH_MS} = 50;
+        }
         { exec $PYTHON, '-m', 'uvicorn', 'app:app', '--app-dir', "$ROOT/t/app",
              '--host', '127.0.0.1', '--port', $port, '--log-level', 'warning' };
         POSIX::_exit(127);
     }
 
-    $self->{backend} = $pid;
+    push @{ $self->{backends} }, $pid;
     $self->wait_port($port, 30);
     return $self;
 }
 
 sub stop_backend {
     my ($self) = @_;
-    my $pid = delete $self->{backend} or return;
-    kill 'TERM', -$pid;
-    waitpid $pid, 0;
+    for my $pid (@{ delete $self->{backends} // [] }) {
+        kill 'TERM', -$pid;
+        waitpid $pid, 0;
+    }
 }
 
 sub DESTROY {
