@@ -109,8 +109,10 @@ typedef struct {
     unsigned                    injected:1;
     unsigned                    upstream_spans:1;
     unsigned                    first_attempt_taken:1;
+    unsigned                    upstream_error:1;
 
-    ngx_uint_t                  main_attempts;  /* wrapped, of r->main */
+    ngx_array_t                *attempts;       /* upstream.c's, per attempt */
+    ngx_uint_t                  main_attempts;  /* of r->main itself */
 
     uint8_t                     trace_flags;    /* as sent downstream */
     uint8_t                     trace_id[VQ_TRACE_ID_SIZE];
@@ -140,7 +142,7 @@ ngx_int_t ngx_http_vaquero_inject(ngx_http_request_t *r,
 /* ngx_http_vaquero_upstream.c */
 ngx_int_t ngx_http_vaquero_upstream_init(ngx_conf_t *cf,
     ngx_http_vaquero_main_conf_t *vmcf);
-void ngx_http_vaquero_upstream_fallback(ngx_http_request_t *r,
+void ngx_http_vaquero_upstream_spans(ngx_http_request_t *r,
     ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf);
 
 /* ngx_http_vaquero_span.c */

@@ -316,7 +316,7 @@ ngx_http_vaquero_log_handler(ngx_http_request_t *r)
     vmcf = ngx_http_get_module_main_conf(r, ngx_http_vaquero_module);
     vlcf = ngx_http_get_module_loc_conf(r, ngx_http_vaquero_module);
 
-    ngx_http_vaquero_upstream_fallback(r, ctx, vmcf);
+    ngx_http_vaquero_upstream_spans(r, ctx, vmcf);
 
     ngx_http_vaquero_build_span(r, ctx, vmcf, vlcf, &span);
     ngx_http_vaquero_record(vmcf, &span, r->connection->log);

@@ -4,7 +4,10 @@
  * Every upstream's peer.init is wrapped (as the keepalive module does):
  * the balancer's get and free then run inside ours, so that each attempt,
  * proxy_next_upstream retries included, is timed from its get to its
- * free and gets its own span id.  The upstream request is built once and
+ * free and gets its own span id.  What an attempt did is kept in the main
+ * request's context, and its span is written in the log phase with the
+ * server span, once the request's fate (and so whether it is exported)
+ * is known.  The upstream request is built once and
  * sent again on a retry, so the 16 parent-id digits of the traceparent in
  * it are rewritten in place for each attempt: the backend's parent is the
  * attempt that reached it.  (gRPC sends HPACK-coded headers, where the
@@ -32,13 +35,33 @@ typedef struct {
 
     ngx_str_t                       name;          /* the upstream's */
     u_char                         *parent_hex;    /* in the request */
-    int64_t                         start_mono;
-    ngx_uint_t                      attempt;
-    uint8_t                         span_id[VQ_SPAN_ID_SIZE];
+    ngx_uint_t                      attempts;
+    ngx_uint_t                      current;       /* in ctx->attempts */
 
     unsigned                        searched:1;
     unsigned                        active:1;
 } ngx_http_vaquero_peer_data_t;
+
+
+/* what one attempt did, until the log phase writes its span */
+typedef struct {
+    ngx_str_t                      *upstream;
+    ngx_str_t                      *method;
+    struct sockaddr                *sockaddr;      /* the balancer's: stable */
+    socklen_t                       socklen;
+
+    int64_t                         start_mono;
+    int64_t                         end_mono;
+    off_t                           bytes_sent;
+    off_t                           bytes_received;
+    int32_t                         connect_ms;
+    int32_t                         header_ms;
+    uint16_t                        status;
+    uint16_t                        attempt;
+    uint8_t                         error;         /* vq_span_error_t */
+    uint8_t                         done;
+    uint8_t                         span_id[VQ_SPAN_ID_SIZE];
+} ngx_http_vaquero_attempt_t;
 
 
 static ngx_int_t ngx_http_vaquero_init_peer(ngx_http_request_t *r,
@@ -58,9 +81,14 @@ static void ngx_http_vaquero_save_peer_session(ngx_peer_connection_t *pc,
 static void ngx_http_vaquero_next_span_id(ngx_http_vaquero_ctx_t *ctx,
     uint8_t *id);
 static void ngx_http_vaquero_set_parent(ngx_http_vaquero_peer_data_t *vp,
-    ngx_http_vaquero_ctx_t *ctx);
-static void ngx_http_vaquero_attempt_span(ngx_http_vaquero_peer_data_t *vp,
-    ngx_peer_connection_t *pc, ngx_uint_t state, vq_span_error_t error);
+    ngx_http_vaquero_ctx_t *ctx, uint8_t *id);
+static ngx_http_vaquero_attempt_t *ngx_http_vaquero_start_attempt(
+    ngx_http_vaquero_peer_data_t *vp, ngx_http_vaquero_ctx_t *ctx);
+static void ngx_http_vaquero_end_attempt(ngx_http_vaquero_peer_data_t *vp,
+    ngx_http_vaquero_attempt_t *a, ngx_peer_connection_t *pc,
+    ngx_uint_t state);
+static void ngx_http_vaquero_fallback_spans(ngx_http_request_t *r,
+    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf);
 static void ngx_http_vaquero_upstream_name(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us, ngx_str_t *name);
 static int ngx_http_vaquero_cmp_peer_inits(const void *one, const void *two);
@@ -213,8 +241,9 @@ ngx_http_vaquero_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_vaquero_peer_data_t  *vp = data;
 
-    ngx_int_t                rc;
-    ngx_http_vaquero_ctx_t  *ctx;
+    ngx_int_t                    rc;
+    ngx_http_vaquero_ctx_t      *ctx;
+    ngx_http_vaquero_attempt_t  *a;
 
     rc = vp->get(pc, vp->data);
 
@@ -224,26 +253,24 @@ ngx_http_vaquero_get_peer(ngx_peer_connection_t *pc, void *data)
         return rc;
     }
 
-    /* an attempt starts: it gets its own span id */
-    vp->attempt++;
-    vp->start_mono = ngx_http_vaquero_mono_us();
-    ngx_http_vaquero_next_span_id(ctx, vp->span_id);
+    a = ngx_http_vaquero_start_attempt(vp, ctx);
 
-    if (vp->request == vp->request->main) {
-        ctx->main_attempts++;
+    if (a == NULL) {
+        return rc;
     }
 
     if (rc == NGX_BUSY || rc == NGX_ERROR) {
         /* no peer to try: no free() will follow */
-        ngx_http_vaquero_attempt_span(vp, pc, NGX_PEER_FAILED,
-                                      rc == NGX_BUSY ? VQ_SPAN_ERR_NO_LIVE
-                                                     : VQ_SPAN_ERR_CONNECT);
+        a->error = rc == NGX_BUSY ? VQ_SPAN_ERR_NO_LIVE : VQ_SPAN_ERR_CONNECT;
+        a->end_mono = a->start_mono;
+        a->done = 1;
+        ctx->upstream_error = 1;
         return rc;
     }
 
     vp->active = 1;
 
-    ngx_http_vaquero_set_parent(vp, ctx);
+    ngx_http_vaquero_set_parent(vp, ctx, a->span_id);
 
     return rc;
 }
@@ -255,10 +282,23 @@ ngx_http_vaquero_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_vaquero_peer_data_t  *vp = data;
 
+    ngx_http_vaquero_ctx_t      *ctx;
+    ngx_http_vaquero_attempt_t  *a;
+
     /* before the balancer's free: keepalive takes pc->connection away */
     if (vp->active) {
         vp->active = 0;
-        ngx_http_vaquero_attempt_span(vp, pc, state, VQ_SPAN_ERR_NONE);
+
+        ctx = ngx_http_vaquero_get_ctx(vp->request);
+
+        if (ctx && ctx->attempts && vp->current < ctx->attempts->nelts) {
+            a = ctx->attempts->elts;
+            ngx_http_vaquero_end_attempt(vp, &a[vp->current], pc, state);
+
+            if (a[vp->current].error != VQ_SPAN_ERR_NONE) {
+                ctx->upstream_error = 1;
+            }
+        }
     }
 
     vp->free(pc, vp->data, state);
@@ -320,7 +360,7 @@ ngx_http_vaquero_next_span_id(ngx_http_vaquero_ctx_t *ctx, uint8_t *id)
 /* The attempt's id as the parent in the traceparent about to be sent. */
 static void
 ngx_http_vaquero_set_parent(ngx_http_vaquero_peer_data_t *vp,
-    ngx_http_vaquero_ctx_t *ctx)
+    ngx_http_vaquero_ctx_t *ctx, uint8_t *id)
 {
     ngx_buf_t            *b;
     ngx_http_upstream_t  *u;
@@ -351,107 +391,177 @@ ngx_http_vaquero_set_parent(ngx_http_vaquero_peer_data_t *vp,
     }
 
     if (vp->parent_hex) {
-        vq_id_to_hex(vp->span_id, VQ_SPAN_ID_SIZE, (char *) vp->parent_hex);
+        vq_id_to_hex(id, VQ_SPAN_ID_SIZE, (char *) vp->parent_hex);
     }
 }
 
 
-static void
-ngx_http_vaquero_attempt_span(ngx_http_vaquero_peer_data_t *vp,
-    ngx_peer_connection_t *pc, ngx_uint_t state, vq_span_error_t error)
+static ngx_http_vaquero_attempt_t *
+ngx_http_vaquero_start_attempt(ngx_http_vaquero_peer_data_t *vp,
+    ngx_http_vaquero_ctx_t *ctx)
 {
-    size_t                         len;
-    u_char                         addr[NGX_SOCKADDR_STRLEN];
-    vq_span_t                      span;
-    ngx_http_request_t            *r;
-    ngx_http_upstream_t           *u;
-    ngx_http_vaquero_ctx_t        *ctx;
-    ngx_http_upstream_state_t     *st;
-    ngx_http_vaquero_main_conf_t  *vmcf;
+    ngx_http_request_t          *r;
+    ngx_http_vaquero_attempt_t  *a;
 
     r = vp->request;
-    ctx = ngx_http_vaquero_get_ctx(r);
 
-    if (ctx == NULL || !ctx->sampled) {
-        return;
+    if (ctx->attempts == NULL) {
+        ctx->attempts = ngx_array_create(r->main->pool, 2,
+                                         sizeof(ngx_http_vaquero_attempt_t));
+        if (ctx->attempts == NULL) {
+            return NULL;
+        }
     }
 
-    vmcf = ngx_http_get_module_main_conf(r, ngx_http_vaquero_module);
+    a = ngx_array_push(ctx->attempts);
+    if (a == NULL) {
+        return NULL;
+    }
 
-    vq_span_init(&span, VQ_SPAN_CLIENT);
+    ngx_memzero(a, sizeof(ngx_http_vaquero_attempt_t));
 
-    ngx_memcpy(span.h.trace_id, ctx->trace_id, VQ_TRACE_ID_SIZE);
-    ngx_memcpy(span.h.span_id, vp->span_id, VQ_SPAN_ID_SIZE);
-    ngx_memcpy(span.h.parent_span_id, ctx->span_id, VQ_SPAN_ID_SIZE);
-    span.h.flags = VQ_SPAN_HAS_PARENT | VQ_SPAN_SAMPLED;
-    span.h.trace_flags = ctx->trace_flags;
+    vp->current = ctx->attempts->nelts - 1;
 
-    span.h.start_us = ngx_http_vaquero_wall_us(ctx, vp->start_mono);
-    span.h.end_us = ngx_http_vaquero_wall_us(ctx, ngx_http_vaquero_mono_us());
-    span.h.attempt = (uint16_t) vp->attempt;
+    a->upstream = &vp->name;
+    a->method = &r->method_name;
+    a->attempt = (uint16_t) ++vp->attempts;
+    a->start_mono = ngx_http_vaquero_mono_us();
+    a->connect_ms = -1;
+    a->header_ms = -1;
 
-    u = r->upstream;
-    st = (u && error == VQ_SPAN_ERR_NONE) ? u->state : NULL;
+    ngx_http_vaquero_next_span_id(ctx, a->span_id);
+
+    if (r == r->main) {
+        ctx->main_attempts++;
+    }
+
+    return a;
+}
+
+
+/* At the attempt's free: what nginx measured, and what went wrong. */
+static void
+ngx_http_vaquero_end_attempt(ngx_http_vaquero_peer_data_t *vp,
+    ngx_http_vaquero_attempt_t *a, ngx_peer_connection_t *pc,
+    ngx_uint_t state)
+{
+    ngx_connection_t           *c;
+    ngx_http_upstream_t        *u;
+    ngx_http_upstream_state_t  *st;
+
+    a->end_mono = ngx_http_vaquero_mono_us();
+    a->sockaddr = pc->sockaddr;
+    a->socklen = pc->socklen;
+    a->done = 1;
+
+    c = pc->connection;
+    u = vp->request->upstream;
+    st = u ? u->state : NULL;
 
     if (st) {
-        span.h.status_code = (uint16_t) st->status;
+        /* a failed attempt's status is still the upstream's own here */
+        a->status = (uint16_t) st->status;
 
         if (st->connect_time != (ngx_msec_t) -1) {
-            span.h.connect_ms = (int32_t) st->connect_time;
+            a->connect_ms = (int32_t) st->connect_time;
         }
 
         if (st->header_time != (ngx_msec_t) -1) {
-            span.h.header_ms = (int32_t) st->header_time;
+            a->header_ms = (int32_t) st->header_time;
         }
 
-        span.h.request_body_size = st->bytes_sent;
-        span.h.response_body_size = st->bytes_received;
-
-        if (st->bytes_sent == 0 && pc->connection) {
-            span.h.request_body_size = pc->connection->sent;
-        }
+        a->bytes_sent = st->bytes_sent;
+        a->bytes_received = st->bytes_received;
     }
 
-    if (error == VQ_SPAN_ERR_NONE && (state & NGX_PEER_FAILED)) {
+    if (a->bytes_sent == 0 && c) {
+        a->bytes_sent = c->sent;
+    }
 
-        if (pc->connection
-            && (pc->connection->read->timedout
-                || pc->connection->write->timedout))
-        {
-            error = VQ_SPAN_ERR_TIMEOUT;
+    if (state & NGX_PEER_FAILED) {
 
-        } else if (span.h.status_code >= 500) {
-            error = VQ_SPAN_ERR_HTTP;
+        if (c && (c->read->timedout || c->write->timedout)) {
+            a->error = VQ_SPAN_ERR_TIMEOUT;
 
-        } else if (span.h.connect_ms < 0) {
-            error = VQ_SPAN_ERR_CONNECT;
+        } else if (a->status >= 500) {
+            a->error = VQ_SPAN_ERR_HTTP;
+
+        } else if (a->connect_ms < 0) {
+            a->error = VQ_SPAN_ERR_CONNECT;
 
         } else {
-            error = VQ_SPAN_ERR_RESPONSE;
+            a->error = VQ_SPAN_ERR_RESPONSE;
         }
 
-    } else if (error == VQ_SPAN_ERR_NONE && span.h.status_code >= 500) {
-        error = VQ_SPAN_ERR_HTTP;
+    } else if (a->status >= 500) {
+        a->error = VQ_SPAN_ERR_HTTP;
+    }
+}
+
+
+/* The client spans of a request, in the log phase. */
+void
+ngx_http_vaquero_upstream_spans(ngx_http_request_t *r,
+    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf)
+{
+    size_t                       len;
+    u_char                       addr[NGX_SOCKADDR_STRLEN];
+    vq_span_t                    span;
+    ngx_uint_t                   i;
+    ngx_http_vaquero_attempt_t  *a;
+
+    if (ctx->main_attempts == 0) {
+        ngx_http_vaquero_fallback_spans(r, ctx, vmcf);
     }
 
-    if (error != VQ_SPAN_ERR_NONE) {
-        span.h.flags |= VQ_SPAN_ERROR;
-        span.h.error = (uint8_t) error;
+    if (ctx->attempts == NULL) {
+        return;
     }
 
-    if (pc->sockaddr) {
-        len = ngx_sock_ntop(pc->sockaddr, pc->socklen, addr,
-                            NGX_SOCKADDR_STRLEN, 0);
-        vq_span_set_str(&span, VQ_FIELD_HOST, (char *) addr, len);
-        span.h.server_port = ngx_inet_get_port(pc->sockaddr);
+    a = ctx->attempts->elts;
+
+    for (i = 0; i < ctx->attempts->nelts; i++) {
+
+        if (!a[i].done) {
+            continue;
+        }
+
+        vq_span_init(&span, VQ_SPAN_CLIENT);
+
+        ngx_memcpy(span.h.trace_id, ctx->trace_id, VQ_TRACE_ID_SIZE);
+        ngx_memcpy(span.h.span_id, a[i].span_id, VQ_SPAN_ID_SIZE);
+        ngx_memcpy(span.h.parent_span_id, ctx->span_id, VQ_SPAN_ID_SIZE);
+        span.h.flags = VQ_SPAN_HAS_PARENT | VQ_SPAN_SAMPLED;
+        span.h.trace_flags = ctx->trace_flags;
+
+        span.h.start_us = ngx_http_vaquero_wall_us(ctx, a[i].start_mono);
+        span.h.end_us = ngx_http_vaquero_wall_us(ctx, a[i].end_mono);
+        span.h.attempt = a[i].attempt;
+        span.h.status_code = a[i].status;
+        span.h.connect_ms = a[i].connect_ms;
+        span.h.header_ms = a[i].header_ms;
+        span.h.request_body_size = a[i].bytes_sent;
+        span.h.response_body_size = a[i].bytes_received;
+
+        if (a[i].error != VQ_SPAN_ERR_NONE) {
+            span.h.flags |= VQ_SPAN_ERROR;
+            span.h.error = a[i].error;
+        }
+
+        if (a[i].sockaddr) {
+            len = ngx_sock_ntop(a[i].sockaddr, a[i].socklen, addr,
+                                NGX_SOCKADDR_STRLEN, 0);
+            vq_span_set_str(&span, VQ_FIELD_HOST, (char *) addr, len);
+            span.h.server_port = ngx_inet_get_port(a[i].sockaddr);
+        }
+
+        vq_span_set_str(&span, VQ_FIELD_METHOD, (char *) a[i].method->data,
+                        a[i].method->len);
+        vq_span_set_str(&span, VQ_FIELD_ROUTE, (char *) a[i].upstream->data,
+                        a[i].upstream->len);
+
+        ngx_http_vaquero_record(vmcf, &span, r->connection->log);
     }
-
-    vq_span_set_str(&span, VQ_FIELD_METHOD, (char *) r->method_name.data,
-                    r->method_name.len);
-    vq_span_set_str(&span, VQ_FIELD_ROUTE, (char *) vp->name.data,
-                    vp->name.len);
-
-    ngx_http_vaquero_record(vmcf, &span, r->connection->log);
 }
 
 
@@ -483,8 +593,8 @@ ngx_http_vaquero_upstream_name(ngx_http_request_t *r,
  * are told from what nginx kept of them, laid end to end from the
  * request's start.
  */
-void
-ngx_http_vaquero_upstream_fallback(ngx_http_request_t *r,
+static void
+ngx_http_vaquero_fallback_spans(ngx_http_request_t *r,
     ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf)
 {
     u_char                     *p, *last;
@@ -495,7 +605,7 @@ ngx_http_vaquero_upstream_fallback(ngx_http_request_t *r,
     ngx_http_upstream_t        *u;
     ngx_http_upstream_state_t  *st;
 
-    if (ctx->main_attempts || !ctx->upstream_spans
+    if (!ctx->upstream_spans
         || r->upstream_states == NULL || r->upstream_states->nelts == 0)
     {
         return;
