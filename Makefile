@@ -67,7 +67,7 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SDK_SRCS) $(SDK_HDRS) $(MODULE_SRCS)
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
 	cp $(NGX_BUILD)/objs/ngx_http_vaquero_module.so $@
 
-$(BUILD)/sdk/test_%: sdk/tests/test_%.c sdk/tests/check.h $(SDK_SRCS) $(SDK_HDRS)
+$(BUILD)/sdk/test_%: sdk/tests/test_%.c sdk/tests/*.h $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/sdk
 	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread
 

@@ -21,7 +21,8 @@
 #define VQ_BACKOFF_MIN_MS     100
 #define VQ_BACKOFF_MAX_MS     10000
 #define VQ_TRANSFER_POLL_MS   50        /* deadline checks during a transfer */
-#define VQ_STALL_MS           1000      /* a queue slot claimed, not filled */
+#define VQ_STALL_MS           1000      /* a claimed slot's writer has no pid */
+#define VQ_STALL_WARN_MS      10000     /* a live writer holds the queue head */
 
 struct vq_exporter_s {
     vq_exporter_conf_t    conf;
@@ -46,7 +47,9 @@ struct vq_exporter_s {
     unsigned              failures;         /* consecutive */
     unsigned              seed;             /* backoff jitter */
     uint64_t              stalled_pos;      /* queue head seen stalled ... */
+    pid_t                 stalled_writer;   /* ... claimed by this pid ... */
     int64_t               stalled_since;    /* ... since then (monotonic ms) */
+    int                   stalled_warned;
 
     pthread_t             thread;
     int                   running;
@@ -512,16 +515,19 @@ idle(vq_exporter_t *ex, int64_t ms)
 }
 
 /*
- * The queue looks empty: is its head a slot that a killed worker claimed
- * and never filled?  Give it up once it has been so for VQ_STALL_MS.
+ * The queue looks empty: is its head a slot that a worker claimed and
+ * never filled?  The queue gives it up only if that worker is dead (or
+ * never got to record its pid, for VQ_STALL_MS), never under a worker
+ * that is merely slow or stopped, whose record arrives when it goes on.
  */
 static void
 check_stalled(vq_exporter_t *ex)
 {
     uint64_t  pos;
     int64_t   now;
+    pid_t     writer;
 
-    pos = vq_queue_stalled(ex->queue);
+    pos = vq_queue_stalled(ex->queue, &writer);
 
     if (pos == VQ_QUEUE_NOT_STALLED) {
         ex->stalled_pos = VQ_QUEUE_NOT_STALLED;
@@ -530,18 +536,40 @@ check_stalled(vq_exporter_t *ex)
 
     now = monotonic_ms();
 
-    if (pos != ex->stalled_pos) {
+    if (pos != ex->stalled_pos || writer != ex->stalled_writer) {
+        /* a live writer is done within microseconds: look again later */
         ex->stalled_pos = pos;
+        ex->stalled_writer = writer;
         ex->stalled_since = now;
+        ex->stalled_warned = 0;
         return;
     }
 
-    if (now - ex->stalled_since >= VQ_STALL_MS
-        && vq_queue_skip(ex->queue, pos) == VQ_OK)
+    if (vq_queue_skip(ex->queue, pos,
+                      writer == 0 && now - ex->stalled_since >= VQ_STALL_MS)
+        == VQ_OK)
     {
-        set_message(ex, "skipped a span queue slot left unfilled for %d ms "
-                    "(a worker killed while recording a span?)", VQ_STALL_MS);
+        if (writer != 0) {
+            set_message(ex, "skipped a span queue slot: process %ld was "
+                        "killed while recording a span, one span lost",
+                        (long) writer);
+        } else {
+            set_message(ex, "skipped a span queue slot claimed and left "
+                        "without a writer for %d ms (a worker killed while "
+                        "recording a span?), one span lost", VQ_STALL_MS);
+        }
         ex->stalled_pos = VQ_QUEUE_NOT_STALLED;
+        return;
+    }
+
+    if (writer != 0 && !ex->stalled_warned
+        && now - ex->stalled_since >= VQ_STALL_WARN_MS)
+    {
+        /* a stopped worker, or its pid taken by another process */
+        set_message(ex, "process %ld has held the span queue for %lld ms "
+                    "while recording a span; spans wait behind it",
+                    (long) writer, (long long) (now - ex->stalled_since));
+        ex->stalled_warned = 1;
     }
 }
 
@@ -640,16 +668,23 @@ send_batch(vq_exporter_t *ex)
     return backoff / 2 + rand_r(&ex->seed) % (backoff / 2 + 1);
 }
 
-/* On the way out: what could not be sent goes back for the next workers. */
+/*
+ * On the way out: what could not be sent goes back for the next workers.
+ * A span that does not fit any more is dropped here, and counted here
+ * only: a requeue is not a refusal on the request path (queue_full), and
+ * a requeue the queue gave up (VQ_ESKIPPED) the queue counts as skipped.
+ */
 static void
 return_batch(vq_exporter_t *ex)
 {
     size_t  i;
+    int     rc;
 
     for (i = 0; i < ex->count; i++) {
-        if (vq_queue_push(ex->queue, ex->spans[i], vq_span_size(ex->spans[i]))
-            != VQ_OK)
-        {
+        rc = vq_queue_requeue(ex->queue, ex->spans[i],
+                              vq_span_size(ex->spans[i]));
+
+        if (rc != VQ_OK && rc != VQ_ESKIPPED) {
             vq_stats_add(&ex->stats->spans_dropped_export_failed, 1);
         }
     }

@@ -1,7 +1,8 @@
 /*
  * The exporter against a real HTTP server on loopback (a thread of this
- * test): batching, headers, bodies, retries on 503, no retry on 400, and
- * a stop that keeps to the shutdown timeout when the collector stalls.
+ * test): batching, headers, bodies, retries on 503, no retry on 400, a
+ * stop that keeps to the shutdown timeout when the collector stalls,
+ * writers killed or stopped mid-push, and counters that add up.
  */
 
 #define _GNU_SOURCE
@@ -175,6 +176,19 @@ typedef struct {
 } fixture_t;
 
 static void
+make_span(vq_idgen_t *g, vq_span_t *s, size_t i, const char *name)
+{
+    vq_span_init(s, VQ_SPAN_SERVER);
+    vq_trace_id_generate(g, s->h.trace_id);
+    vq_span_id_generate(g, s->h.span_id);
+    s->h.start_us = 1795755826000000LL + i;
+    s->h.end_us = s->h.start_us + 1500;
+    s->h.status_code = 200;
+    vq_span_set_str(s, VQ_FIELD_NAME, name, strlen(name));
+}
+
+/* As the request path does: counted as recorded, then pushed. */
+static void
 fixture_push(fixture_t *f, size_t nspans)
 {
     vq_idgen_t  *g;
@@ -184,13 +198,8 @@ fixture_push(fixture_t *f, size_t nspans)
     g = vq_idgen_create();
 
     for (i = 0; i < nspans; i++) {
-        vq_span_init(&s, VQ_SPAN_SERVER);
-        vq_trace_id_generate(g, s.h.trace_id);
-        vq_span_id_generate(g, s.h.span_id);
-        s.h.start_us = 1795755826000000LL + i;
-        s.h.end_us = s.h.start_us + 1500;
-        s.h.status_code = 200;
-        vq_span_set_str(&s, VQ_FIELD_NAME, "GET /", 5);
+        make_span(g, &s, i, "GET /");
+        vq_stats_add(&f->stats.spans_recorded, 1);
         vq_queue_push(f->queue, &s, vq_span_size(&s));
     }
 
@@ -198,15 +207,21 @@ fixture_push(fixture_t *f, size_t nspans)
 }
 
 static void
-fixture_init(fixture_t *f, size_t nspans)
+fixture_init_size(fixture_t *f, size_t size, size_t nspans)
 {
     memset(&f->stats, 0, sizeof(f->stats));
-    f->size = 4 * 1024 * 1024;
+    f->size = size;
     f->mem = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     f->queue = vq_queue_init(f->mem, f->size, VQ_SPAN_RECORD_MAX);
 
     fixture_push(f, nspans);
+}
+
+static void
+fixture_init(fixture_t *f, size_t nspans)
+{
+    fixture_init_size(f, 4 * 1024 * 1024, nspans);
 }
 
 static vq_exporter_t *
@@ -430,13 +445,14 @@ test_dead_writer(void)
     server_t          srv;
     fixture_t         f;
     uint64_t          pos;
+    pid_t             writer;
     char              msg[256];
 
     memset(&srv, 0, sizeof(srv));
     server_start(&srv);
     fixture_init(&f, 0);
 
-    pos = wedge_queue(f.queue, VQ_SPAN_RECORD_MAX);
+    pos = wedge_queue(f.queue, VQ_SPAN_RECORD_MAX, &writer);
     CHECK(pos != VQ_QUEUE_NOT_STALLED);
 
     fixture_push(&f, 10);
@@ -455,6 +471,273 @@ test_dead_writer(void)
 
     vq_exporter_destroy(ex);
     server_stop(&srv);
+}
+
+/*
+ * The queue slot of a span of len bytes whose copy crosses into a new
+ * page: a writer that sees that page read-only stops half-way.
+ */
+static char *
+crossing_slot(fixture_t *f, size_t len, vq_span_t *buf)
+{
+    size_t  n;
+    char   *at;
+    int     i;
+
+    for (i = 0; i < 256; i++) {
+        at = wedge_next_slot(f->queue, f->mem, f->size, buf, sizeof(*buf));
+        if (at == NULL) {
+            return NULL;
+        }
+
+        if (wedge_page_up(at + 1) < at + len) {
+            return at;
+        }
+
+        /* the next slot */
+        vq_queue_push(f->queue, "x", 1);
+        vq_queue_pop(f->queue, buf, sizeof(*buf), &n);
+    }
+
+    return NULL;
+}
+
+static int
+bodies_have(server_t *s, const char *needle)
+{
+    int  i, n;
+
+    n = 0;
+
+    pthread_mutex_lock(&s->lock);
+    for (i = 0; i < s->requests && i < MAX_REQUESTS; i++) {
+        n += strstr(s->bodies[i], needle) != NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    return n;
+}
+
+/*
+ * A worker stopped (SIGSTOP, a debugger) half-way through writing a span
+ * holds the queue: the exporter waits for it well past its one second
+ * for slots without a pid, and sends its span, whole, once it goes on.
+ */
+static void
+test_stopped_writer(void)
+{
+    vq_queue_stats_t  qs;
+    vq_exporter_t    *ex;
+    vq_idgen_t       *g;
+    vq_span_t         s, buf;
+    server_t          srv;
+    fixture_t         f;
+    int64_t           stopped_at;
+    size_t            len;
+    pid_t             pid;
+    char              agent[600], *at;
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&f, 0);
+
+    g = vq_idgen_create();
+    make_span(g, &s, 0, "GET /stopped-writer");
+    memset(agent, 'a', sizeof(agent));
+    vq_span_set_str(&s, VQ_FIELD_USER_AGENT, agent, sizeof(agent));
+    vq_idgen_destroy(g);
+    len = vq_span_size(&s);
+
+    at = crossing_slot(&f, len, &buf);
+    CHECK(at != NULL);
+    if (at == NULL) {
+        return;
+    }
+
+    pid = wedge_writer(f.queue, wedge_page_up(at + 1), (char *) f.mem + f.size,
+                       &s, len);
+    stopped_at = wedge_ms();
+    CHECK(pid > 0);
+    if (pid <= 0) {
+        return;
+    }
+
+    fixture_push(&f, 10);
+
+    ex = exporter(&f, srv.port, 100);
+    vq_exporter_start(ex);
+
+    /* twice the exporter's patience with a slot that has no pid */
+    while (wedge_ms() - stopped_at < 2500) {
+        wedge_pause(10000);
+    }
+
+    vq_queue_get_stats(f.queue, &qs);
+    CHECK_INT(qs.skipped, 0);
+    CHECK_INT(qs.used, 11);
+    CHECK_INT(f.stats.spans_exported, 0);
+
+    CHECK_INT(wedge_continue(pid), VQ_OK);
+    vq_stats_add(&f.stats.spans_recorded, 1);
+
+    CHECK(wait_for(&f.stats.spans_exported, 11));
+    vq_exporter_stop(ex, 3000);
+
+    vq_queue_get_stats(f.queue, &qs);
+    CHECK_INT(qs.skipped, 0);
+    CHECK_INT(f.stats.spans_exported, 11);
+    CHECK_INT(f.stats.spans_dropped_export_failed, 0);
+    CHECK_INT(bodies_have(&srv, "GET /stopped-writer"), 1);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/*
+ * A worker killed after claiming a slot and before putting its pid in:
+ * nobody can tell it from a slow one, so the exporter waits a second,
+ * then closes the slot (a slow writer would find it closed).
+ */
+static void
+test_writer_killed_before_pid(void)
+{
+    vq_queue_stats_t  qs;
+    vq_exporter_t    *ex;
+    vq_span_t         buf;
+    server_t          srv;
+    fixture_t         f;
+    uint64_t          pos;
+    size_t            len;
+    pid_t             pid, w;
+    char              msg[256], *at;
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&f, 0);
+
+    /* a slot whose header is not on the queue header's page */
+    for (at = NULL; at == NULL || wedge_page_down(at - 64) == f.mem; ) {
+        vq_queue_push(f.queue, "x", 1);
+        vq_queue_pop(f.queue, &buf, sizeof(buf), &len);
+        at = wedge_next_slot(f.queue, f.mem, f.size, &buf, sizeof(buf));
+        CHECK(at != NULL);
+        if (at == NULL) {
+            return;
+        }
+    }
+
+    pid = wedge_writer(f.queue, wedge_page_down(at - 64),
+                       (char *) f.mem + f.size, "lost", 5);
+    CHECK(pid > 0);
+    if (pid <= 0) {
+        return;
+    }
+
+    pos = vq_queue_stalled(f.queue, &w);
+    CHECK(pos != VQ_QUEUE_NOT_STALLED);
+    CHECK_INT(w, 0);
+    wedge_kill(pid);
+
+    fixture_push(&f, 10);
+
+    ex = exporter(&f, srv.port, 100);
+    vq_exporter_start(ex);
+
+    CHECK(wait_for(&f.stats.spans_exported, 10));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(f.stats.spans_exported, 10);
+    vq_queue_get_stats(f.queue, &qs);
+    CHECK_INT(qs.skipped, 1);
+    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg)) > 0);
+    CHECK(strstr(msg, "skipped a span queue slot claimed and left without")
+          != NULL);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/*
+ * DESIGN 7: after traffic stops and the queue drains, spans_recorded ==
+ * spans_exported + every drop, exactly.  The hard case: a worker stops
+ * with a batch it could not send while the queue is all but full; what
+ * fits goes back, the rest is dropped as export_failed, and only as that:
+ * a requeue refused is not a second, queue_full drop.
+ */
+static void
+test_accounting(void)
+{
+    vq_queue_stats_t  qs;
+    vq_exporter_t    *ex;
+    vq_span_t         buf;
+    server_t          stalled, srv;
+    fixture_t         f;
+    uint64_t          cap, taken, dropped;
+    size_t            len;
+    char              big[VQ_SPAN_RECORD_MAX + 1];
+
+    memset(&stalled, 0, sizeof(stalled));
+    stalled.stall = 1;
+    server_start(&stalled);
+
+    fixture_init_size(&f, vq_queue_min_size(VQ_SPAN_RECORD_MAX) * 8, 0);
+    vq_queue_get_stats(f.queue, &qs);
+    cap = qs.capacity;
+    CHECK(cap > 8);
+
+    /* the exporter takes a batch of 8 and cannot send it */
+    fixture_push(&f, 8);
+    ex = exporter(&f, stalled.port, 8);
+    vq_exporter_start(ex);
+
+    while (server_requests(&stalled) == 0) {
+        usleep(1000);
+    }
+
+    /* meanwhile requests fill the queue, and 4 find it full ... */
+    fixture_push(&f, cap + 4);
+
+    /* ... one span is too large ... */
+    memset(big, 0, sizeof(big));
+    vq_stats_add(&f.stats.spans_recorded, 1);
+    CHECK_INT(vq_queue_push(f.queue, big, sizeof(big)), VQ_ETOOBIG);
+
+    /* ... and another worker's exporter takes 3 */
+    for (taken = 0; taken < 3; taken++) {
+        CHECK_INT(vq_queue_pop(f.queue, &buf, sizeof(buf), &len), VQ_OK);
+    }
+
+    /* stopping, the exporter puts 3 back and drops 5 */
+    vq_exporter_stop(ex, 300);
+    vq_exporter_destroy(ex);
+    server_stop(&stalled);
+
+    vq_queue_get_stats(f.queue, &qs);
+    CHECK_INT(qs.refused_full, 4);
+    CHECK_INT(qs.refused_too_big, 1);
+    CHECK_INT(f.stats.spans_dropped_export_failed, 5);
+    CHECK_INT(qs.used, cap);
+
+    /* the collector is back: the queue drains */
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    ex = exporter(&f, srv.port, 100);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_exported, cap));
+    vq_exporter_stop(ex, 3000);
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+
+    vq_queue_get_stats(f.queue, &qs);
+    CHECK_INT(qs.used, 0);
+    CHECK_INT(f.stats.spans_exported, cap);
+
+    dropped = qs.refused_full + qs.refused_too_big + qs.skipped
+              + f.stats.spans_dropped_export_failed;
+
+    CHECK_INT(f.stats.spans_recorded, 8 + cap + 4 + 1);
+    CHECK_INT(f.stats.spans_recorded,
+              f.stats.spans_exported + dropped + taken);
 }
 
 static void
@@ -485,6 +768,9 @@ main(void)
     test_client_error_drops();
     test_stop_with_stalled_collector();
     test_dead_writer();
+    test_stopped_writer();
+    test_writer_killed_before_pid();
+    test_accounting();
     test_bad_configuration();
 
     vq_library_cleanup();

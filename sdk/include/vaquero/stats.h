@@ -8,7 +8,18 @@
 
 #include <stdint.h>
 
-/* Refusals by a full queue, or of a record too large, are counted by the queue. */
+/*
+ * Each span is counted once.  The request path adds to spans_recorded
+ * before its push; the queue counts the pushes it refuses (refused_full:
+ * spans_dropped_queue_full, refused_too_big: spans_dropped_too_large) and
+ * the records it gives up (skipped: the writer died mid-push, or stalled
+ * before recording its pid); the exporter counts what it sends and what
+ * it drops, including what it cannot requeue when stopping.  Once traffic
+ * stops and the queue drains:
+ *
+ *   spans_recorded == spans_exported + spans_dropped_export_failed
+ *                     + refused_full + refused_too_big + skipped
+ */
 typedef struct {
     uint64_t  spans_recorded;
     uint64_t  spans_exported;
