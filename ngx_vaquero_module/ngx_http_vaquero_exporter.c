@@ -84,8 +84,9 @@ ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle)
     conf.export_timeout_ms = (unsigned) vmcf->export_timeout;
     ngx_http_vaquero_shutdown_timeout = vmcf->shutdown_timeout;
 
-    ngx_http_vaquero_exporter = vq_exporter_create(&conf, vmcf->shm->queue,
-                                                   &vmcf->shm->stats,
+    ngx_http_vaquero_exporter = vq_exporter_create(&conf,
+                                                   ngx_http_vaquero_zone_queue(vmcf),
+                                                   ngx_http_vaquero_zone_stats(vmcf),
                                                    err, sizeof(err));
     ngx_destroy_pool(pool);
 

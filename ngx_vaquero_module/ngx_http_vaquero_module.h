@@ -38,11 +38,8 @@
 #define NGX_HTTP_VAQUERO_IGNORE       0
 
 
-/* what the shared zone holds, besides the queue's slots */
-typedef struct {
-    vq_stats_t                  stats;
-    vq_queue_t                 *queue;
-} ngx_http_vaquero_shm_t;
+/* what the shared zone holds: ngx_http_vaquero_zone.c's own */
+typedef struct ngx_http_vaquero_shm_s  ngx_http_vaquero_shm_t;
 
 
 typedef struct {
@@ -67,6 +64,7 @@ typedef struct {
     ngx_int_t                   request_id_index;
     ngx_shm_zone_t             *shm_zone;
     ngx_http_vaquero_shm_t     *shm;
+    uint32_t                    generation;     /* of this configuration */
 
     /* the upstreams' own peer.init, sorted by upstream, for the wrapper */
     ngx_array_t                 peer_inits;     /* ngx_http_vaquero_peer_init_t */
@@ -156,6 +154,8 @@ ngx_int_t ngx_http_vaquero_add_zone(ngx_conf_t *cf,
     ngx_http_vaquero_main_conf_t *vmcf);
 void ngx_http_vaquero_record(ngx_http_vaquero_main_conf_t *vmcf,
     vq_span_t *span, ngx_log_t *log);
+vq_queue_t *ngx_http_vaquero_zone_queue(ngx_http_vaquero_main_conf_t *vmcf);
+vq_stats_t *ngx_http_vaquero_zone_stats(ngx_http_vaquero_main_conf_t *vmcf);
 
 /* ngx_http_vaquero_exporter.c */
 ngx_int_t ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle);

@@ -12,6 +12,13 @@
 #define NGX_HTTP_VAQUERO_DROP_LOG_INTERVAL  10    /* seconds */
 
 
+struct ngx_http_vaquero_shm_s {
+    uint32_t                    generation;     /* configurations loaded */
+    vq_stats_t                  stats;
+    vq_queue_t                 *queue;
+};
+
+
 static ngx_int_t ngx_http_vaquero_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
@@ -66,6 +73,7 @@ ngx_http_vaquero_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (ovmcf) {
         /* a reload: same zone, same queue, records kept */
         vmcf->shm = ovmcf->shm;
+        vmcf->generation = ++vmcf->shm->generation;
         return NGX_OK;
     }
 
@@ -73,6 +81,7 @@ ngx_http_vaquero_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (shm_zone->shm.exists) {
         vmcf->shm = shpool->data;
+        vmcf->generation = ++vmcf->shm->generation;
         return NGX_OK;
     }
 
@@ -93,8 +102,23 @@ ngx_http_vaquero_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     shpool->data = shm;
     vmcf->shm = shm;
+    vmcf->generation = ++shm->generation;
 
     return NGX_OK;
+}
+
+
+vq_queue_t *
+ngx_http_vaquero_zone_queue(ngx_http_vaquero_main_conf_t *vmcf)
+{
+    return vmcf->shm->queue;
+}
+
+
+vq_stats_t *
+ngx_http_vaquero_zone_stats(ngx_http_vaquero_main_conf_t *vmcf)
+{
+    return &vmcf->shm->stats;
 }
 
 
@@ -108,6 +132,8 @@ ngx_http_vaquero_record(ngx_http_vaquero_main_conf_t *vmcf, vq_span_t *span,
     ngx_log_t *log)
 {
     static time_t  last_drop_log;
+
+    span->h.generation = vmcf->generation;
 
     vq_stats_add(&vmcf->shm->stats.spans_recorded, 1);
 

@@ -338,6 +338,37 @@ vq_tracestate_validate(const char *value, size_t len)
 }
 
 int
+vq_tracestate_get(const char *value, size_t len,
+    const char *key, size_t key_len,
+    const char **member_value, size_t *member_value_len)
+{
+    ts_member_t  m[VQ_TRACESTATE_MAX_MEMBERS];
+    int          n, i;
+
+    if (key == NULL || member_value == NULL || member_value_len == NULL
+        || !key_valid(key, key_len))
+    {
+        return VQ_EINVAL;
+    }
+
+    /* a list with a bad member anywhere is not a tracestate at all */
+    n = ts_scan(value, len, m);
+    if (n < 0) {
+        return n;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (m[i].key_len == key_len && memcmp(m[i].data, key, key_len) == 0) {
+            *member_value = m[i].data + key_len + 1;
+            *member_value_len = (size_t) m[i].len - key_len - 1;
+            return VQ_OK;
+        }
+    }
+
+    return VQ_EEMPTY;
+}
+
+int
 vq_tracestate_put(const char *value, size_t len,
     const char *key, size_t key_len,
     const char *member_value, size_t member_value_len,

@@ -1,6 +1,6 @@
 /*
  * W3C Trace Context: traceparent parsing and formatting, tracestate
- * validation and vq_tracestate_put().
+ * validation, vq_tracestate_put() and vq_tracestate_get().
  *
  * Expected results come from the spec (https://www.w3.org/TR/trace-context-2/,
  * in w3c/trace-context spec/20-http_request_header_format.md, "Traceparent
@@ -954,6 +954,140 @@ test_put(void)
               VQ_EINVAL);
 }
 
+/* ---- vq_tracestate_get --------------------------------------------- */
+
+static char  get_out[600];
+
+/* get key from value (in a buffer of exactly its length); "EEMPTY"... */
+static const char *
+get(const char *value, size_t len, const char *key)
+{
+    const char  *mv;
+    size_t       mlen;
+    char        *in;
+    int          rc;
+
+    in = value ? exact(value, len) : NULL;
+    mv = (const char *) 1;
+    mlen = 12345;
+
+    rc = vq_tracestate_get(in, len, key, strlen(key), &mv, &mlen);
+
+    if (rc == VQ_OK) {
+        /* a pointer into the input, the member's value */
+        if (mv >= in && mv + mlen <= in + len && mlen < sizeof(get_out)) {
+            memcpy(get_out, mv, mlen);
+            get_out[mlen] = '\0';
+        } else {
+            strcpy(get_out, "OUTSIDE");
+        }
+
+    } else {
+        /* the outputs are written only with VQ_OK */
+        strcpy(get_out, rc == VQ_EEMPTY ? "EEMPTY"
+                        : rc == VQ_EINVAL ? "EINVAL" : "?");
+        if (mv != (const char *) 1 || mlen != 12345) {
+            strcpy(get_out, "TOUCHED");
+        }
+    }
+
+    free(in);
+
+    return get_out;
+}
+
+#define GET(value, key, want)                                                \
+    CHECK_STR(get(value, strlen(value), key), want)
+
+static void
+test_get(void)
+{
+    const char  *h[] = {
+        "bar01=01,bar02=02,bar03=03,bar04=04,bar05=05,bar06=06,bar07=07,"
+        "bar08=08,bar09=09,bar10=10",
+        "bar11=11,bar12=12,bar13=13,bar14=14,bar15=15,bar16=16,bar17=17,"
+        "bar18=18,bar19=19,bar20=20",
+        "bar21=21,bar22=22,bar23=23,bar24=24,bar25=25,bar26=26,bar27=27,"
+        "bar28=28,bar29=29,bar30=30",
+        "bar31=31,ot=th:8",
+    };
+    char        *s;
+    const char  *mv;
+    size_t       mlen;
+
+    /* spec "Examples of tracestate HTTP Headers" */
+    GET("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", "congo", "t61rcWkgMzE");
+    GET("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", "rojo",
+        "00f067aa0ba902b7");
+    GET("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", "ot", "EEMPTY");
+
+    /* the OTel entry, wherever it is */
+    GET("ot=th:c;rv:3f5a8b9c0d1e2f;foo:bar", "ot",
+        "th:c;rv:3f5a8b9c0d1e2f;foo:bar");
+    GET("congo=t61rcWkgMzE,ot=th:8,rojo=1", "ot", "th:8");
+    GET("congo=t61rcWkgMzE,rojo=1,ot=th:8", "ot", "th:8");
+
+    /* OWS around members is not the value; leading spaces in it are */
+    GET(" \t ot=th:8 \t , congo=1", "ot", "th:8");
+    GET("congo=1,\tot=th:8\t", "ot", "th:8");
+    GET("foo= bar ,x=1", "foo", " bar");
+    GET("foo=b a r", "foo", "b a r");
+    GET(",,ot=th:8,,", "ot", "th:8");
+
+    /* whole keys only */
+    GET("ott=1,ot=2", "ot", "2");
+    GET("ott=1,o=2", "ot", "EEMPTY");
+    GET("t@v=1,t=2", "t@v", "1");
+    GET("t@v=1,t=2", "t", "2");
+    GET("t@v=1", "v", "EEMPTY");
+
+    /* nothing there */
+    GET("", "ot", "EEMPTY");
+    GET(" , ", "ot", "EEMPTY");
+    CHECK_STR(get(NULL, 0, "ot"), "EEMPTY");
+
+    /* a list that is not a tracestate is not read at all (spec: invalid) */
+    GET("ot=1,ot=2", "ot", "EINVAL");
+    GET("ot=th:8,FOO=1", "ot", "EINVAL");
+    GET("ot=th:8,foo", "ot", "EINVAL");
+    GET("ot=", "ot", "EINVAL");
+    GET("ot=th:8\n", "ot", "EINVAL");
+
+    /* 32 members: the last found; 33: invalid */
+    s = join(h, 4);
+    GET(s, "ot", "th:8");
+    GET(s, "bar01", "01");
+    free(s);
+    h[3] = "bar31=31,bar32=32,ot=th:8";
+    s = join(h, 4);
+    GET(s, "ot", "EINVAL");
+    free(s);
+
+    /* a key that cannot be one, and missing outputs */
+    GET("ot=1", "", "EINVAL");
+    GET("OT=1", "OT", "EINVAL");
+    GET("ot=1", "@ot", "EINVAL");
+    GET("ot=1", "o t", "EINVAL");
+    s = repeat('k', 257, "");
+    GET("ot=1", s, "EINVAL");
+    free(s);
+    CHECK_INT(vq_tracestate_get("ot=1", 4, NULL, 2, &mv, &mlen), VQ_EINVAL);
+    CHECK_INT(vq_tracestate_get("ot=1", 4, "ot", 2, NULL, &mlen), VQ_EINVAL);
+    CHECK_INT(vq_tracestate_get("ot=1", 4, "ot", 2, &mv, NULL), VQ_EINVAL);
+
+    /* only len bytes are read */
+    CHECK_STR(get("ot=th:8,x=1", 7, "ot"), "th:8");
+    CHECK_STR(get("ot=th:8,x=1", 6, "ot"), "th:");
+    CHECK_STR(get("ot=th:8,x=1", 3, "ot"), "EINVAL");
+    CHECK_STR(get("x=1,ot=th:8", 4, "ot"), "EEMPTY");
+
+    /* what get finds, put replaces */
+    CHECK_INT(vq_tracestate_get("a=1,ot=th:8", 11, "ot", 2, &mv, &mlen),
+              VQ_OK);
+    CHECK_INT(mlen, 4);
+    CHECK(memcmp(mv, "th:8", 4) == 0);
+}
+
 int
 main(void)
 {
@@ -971,6 +1105,7 @@ main(void)
     test_tracestate_every_byte();
 
     test_put();
+    test_get();
 
     return check_summary("test_tracecontext");
 }

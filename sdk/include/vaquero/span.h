@@ -79,6 +79,7 @@ typedef struct {
     uint8_t       error;              /* vq_span_error_t */
     uint8_t       reserved;
     uint32_t      truncated;          /* bit i: string slot i was cut short */
+    uint32_t      generation;         /* of the configuration that made it */
     uint8_t       trace_id[VQ_TRACE_ID_SIZE];
     uint8_t       span_id[VQ_SPAN_ID_SIZE];
     uint8_t       parent_span_id[VQ_SPAN_ID_SIZE];

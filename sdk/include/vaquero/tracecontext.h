@@ -60,6 +60,17 @@ void vq_traceparent_format(const uint8_t trace_id[VQ_TRACE_ID_SIZE],
 int vq_tracestate_validate(const char *value, size_t len);
 
 /*
+ * The value of key's member in a tracestate (as for validate: the whole
+ * list is checked), without the OWS around it: VQ_OK with *member_value
+ * pointing into value, VQ_EEMPTY when no member has that key, VQ_EINVAL
+ * when the list is not a valid tracestate or key is not a valid key.  The
+ * outputs are written only with VQ_OK.
+ */
+int vq_tracestate_get(const char *value, size_t len,
+    const char *key, size_t key_len,
+    const char **member_value, size_t *member_value_len);
+
+/*
  * Writes into out (out_size bytes) the tracestate "key=member_value"
  * followed by the members of value in their order, without the old member
  * of that key, without empty members or the spaces around members; past
