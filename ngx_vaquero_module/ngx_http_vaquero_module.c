@@ -22,6 +22,12 @@ static char *ngx_http_vaquero_attribute(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_vaquero_mode(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_vaquero_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_vaquero_sample_rate(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_vaquero_sample_slow(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_vaquero_check_batch_size(ngx_conf_t *cf, void *post,
     void *data);
 static char *ngx_http_vaquero_check_msec(ngx_conf_t *cf, void *post,
@@ -175,7 +181,7 @@ static ngx_command_t  ngx_http_vaquero_commands[] = {
 
     { ngx_string("vaquero_trace_context"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_vaquero_set_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_vaquero_loc_conf_t, trace_context),
       &ngx_http_vaquero_trace_context },
@@ -186,6 +192,41 @@ static ngx_command_t  ngx_http_vaquero_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_vaquero_loc_conf_t, upstream_spans),
       NULL },
+
+    { ngx_string("vaquero_sample_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_vaquero_sample_rate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vaquero_sample_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_loc_conf_t, sample_key),
+      NULL },
+
+    { ngx_string("vaquero_sample_parent"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_loc_conf_t, sample_parent),
+      NULL },
+
+    { ngx_string("vaquero_sample_errors"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_loc_conf_t, sample_errors),
+      NULL },
+
+    { ngx_string("vaquero_sample_slow"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_vaquero_sample_slow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_loc_conf_t, sample_slow),
+      &ngx_http_vaquero_msec_post },
 
       ngx_null_command
 };
@@ -478,6 +519,132 @@ ngx_http_vaquero_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * ngx_conf_set_enum_slot(), with a message that names the directive and
+ * the values it takes.
+ */
+static char *
+ngx_http_vaquero_set_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    u_char           *p, *last;
+    u_char            buf[256];
+    ngx_str_t        *value;
+    ngx_uint_t        i;
+    ngx_conf_enum_t  *e;
+
+    value = cf->args->elts;
+    e = cmd->post;
+
+    for (i = 0; e[i].name.len != 0; i++) {
+        if (e[i].name.len == value[1].len
+            && ngx_strcmp(e[i].name.data, value[1].data) == 0)
+        {
+            return ngx_conf_set_enum_slot(cf, cmd, conf);
+        }
+    }
+
+    p = buf;
+    last = buf + sizeof(buf);
+
+    for (i = 0; e[i].name.len != 0; i++) {
+        p = ngx_slprintf(p, last, "%s\"%V\"",
+                         i == 0 ? "" : e[i + 1].name.len ? ", " : " or ",
+                         &e[i].name);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\" directive, "
+                       "it must be %*s", &value[1], &cmd->name, p - buf, buf);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * A probability in plain decimal ("0.1", "1", ".25"): the threshold is
+ * worked out once, here, so that a request only compares two integers.
+ */
+static char *
+ngx_http_vaquero_sample_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_vaquero_loc_conf_t  *vlcf = conf;
+
+    u_char     *p, *last;
+    double      rate;
+    uint64_t    threshold;
+    ngx_str_t  *value;
+    ngx_uint_t  digits, dots;
+
+    if (vlcf->sample_threshold != NGX_HTTP_VAQUERO_NO_RATIO) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    last = value[1].data + value[1].len;
+    digits = 0;
+    dots = 0;
+
+    for (p = value[1].data; p < last; p++) {
+        if (*p >= '0' && *p <= '9') {
+            digits++;
+
+        } else if (*p == '.') {
+            dots++;
+
+        } else {
+            break;
+        }
+    }
+
+    if (p != last || digits == 0 || dots > 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be a number between 0 and 1",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the argument is NUL-terminated, and only digits and a dot */
+    rate = strtod((char *) value[1].data, NULL);
+
+    if (vq_sample_threshold(rate, VQ_SAMPLE_PRECISION, &threshold) != VQ_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be between 0 and 1",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    vlcf->sample_threshold = threshold;
+
+    return NGX_CONF_OK;
+}
+
+
+/* a time, or "off" to undo one inherited from an enclosing level */
+static char *
+ngx_http_vaquero_sample_slow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_vaquero_loc_conf_t  *vlcf = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (vlcf->sample_slow != NGX_CONF_UNSET_MSEC) {
+            return "is duplicate";
+        }
+
+        vlcf->sample_slow = 0;
+        return NGX_CONF_OK;
+    }
+
+    return ngx_conf_set_msec_slot(cf, cmd, conf);
+}
+
+
 static char *
 ngx_http_vaquero_check_batch_size(ngx_conf_t *cf, void *post, void *data)
 {
@@ -678,11 +845,16 @@ ngx_http_vaquero_create_loc_conf(ngx_conf_t *cf)
      *     vlcf->agent_name = { 0, NULL };
      *     vlcf->span_name = NULL;
      *     vlcf->attributes = NULL;
+     *     vlcf->sample_key = NULL;
      */
 
     vlcf->enable = NGX_CONF_UNSET;
     vlcf->trace_context = NGX_CONF_UNSET_UINT;
     vlcf->upstream_spans = NGX_CONF_UNSET;
+    vlcf->sample_threshold = NGX_HTTP_VAQUERO_NO_RATIO;
+    vlcf->sample_parent = NGX_CONF_UNSET;
+    vlcf->sample_errors = NGX_CONF_UNSET;
+    vlcf->sample_slow = NGX_CONF_UNSET_MSEC;
 
     return vlcf;
 }
@@ -714,6 +886,18 @@ ngx_http_vaquero_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->trace_context, prev->trace_context,
                               NGX_HTTP_VAQUERO_PROPAGATE);
     ngx_conf_merge_value(conf->upstream_spans, prev->upstream_spans, 1);
+
+    if (conf->sample_threshold == NGX_HTTP_VAQUERO_NO_RATIO) {
+        conf->sample_threshold = prev->sample_threshold;
+    }
+
+    if (conf->sample_key == NULL) {
+        conf->sample_key = prev->sample_key;
+    }
+
+    ngx_conf_merge_value(conf->sample_parent, prev->sample_parent, 1);
+    ngx_conf_merge_value(conf->sample_errors, prev->sample_errors, 1);
+    ngx_conf_merge_msec_value(conf->sample_slow, prev->sample_slow, 0);
 
     return NGX_CONF_OK;
 }

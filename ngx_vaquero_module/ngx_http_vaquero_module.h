@@ -30,6 +30,9 @@
 #define NGX_HTTP_VAQUERO_PRODUCTION   0
 #define NGX_HTTP_VAQUERO_DEVELOPMENT  1
 
+/* vaquero_sample_rate not set: no ratio sampling (every trace, or the parent's) */
+#define NGX_HTTP_VAQUERO_NO_RATIO     ((uint64_t) -1)
+
 /* vaquero_trace_context: bits of what is done with the trace context */
 #define NGX_HTTP_VAQUERO_EXTRACT      0x01
 #define NGX_HTTP_VAQUERO_INJECT       0x02
@@ -65,6 +68,7 @@ typedef struct {
     ngx_shm_zone_t             *shm_zone;
     ngx_http_vaquero_shm_t     *shm;
     uint32_t                    generation;     /* of this configuration */
+    ngx_array_t                *kept;           /* zone.c's: earlier queues */
 
     /* the upstreams' own peer.init, sorted by upstream, for the wrapper */
     ngx_array_t                 peer_inits;     /* ngx_http_vaquero_peer_init_t */
@@ -85,6 +89,12 @@ typedef struct {
     ngx_array_t                *attributes;     /* ngx_http_vaquero_attr_t */
     ngx_uint_t                  trace_context;
     ngx_flag_t                  upstream_spans;
+
+    uint64_t                    sample_threshold;   /* or NO_RATIO */
+    ngx_http_complex_value_t   *sample_key;
+    ngx_flag_t                  sample_parent;
+    ngx_flag_t                  sample_errors;
+    ngx_msec_t                  sample_slow;        /* 0: off */
 } ngx_http_vaquero_loc_conf_t;
 
 
@@ -140,8 +150,11 @@ ngx_int_t ngx_http_vaquero_inject(ngx_http_request_t *r,
 /* ngx_http_vaquero_upstream.c */
 ngx_int_t ngx_http_vaquero_upstream_init(ngx_conf_t *cf,
     ngx_http_vaquero_main_conf_t *vmcf);
-void ngx_http_vaquero_upstream_spans(ngx_http_request_t *r,
-    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf);
+ngx_uint_t ngx_http_vaquero_upstream_spans(ngx_http_request_t *r,
+    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf,
+    ngx_uint_t flags);
+ngx_uint_t ngx_http_vaquero_upstream_failed(ngx_http_request_t *r,
+    ngx_http_vaquero_ctx_t *ctx);
 
 /* ngx_http_vaquero_span.c */
 ngx_int_t ngx_http_vaquero_log_handler(ngx_http_request_t *r);
@@ -156,6 +169,10 @@ void ngx_http_vaquero_record(ngx_http_vaquero_main_conf_t *vmcf,
     vq_span_t *span, ngx_log_t *log);
 vq_queue_t *ngx_http_vaquero_zone_queue(ngx_http_vaquero_main_conf_t *vmcf);
 vq_stats_t *ngx_http_vaquero_zone_stats(ngx_http_vaquero_main_conf_t *vmcf);
+vq_queue_t *ngx_http_vaquero_zone_kept(ngx_http_vaquero_main_conf_t *vmcf,
+    ngx_uint_t i, vq_stats_t **stats);
+void ngx_http_vaquero_zone_claim(ngx_http_vaquero_main_conf_t *vmcf);
+vq_resources_t *ngx_http_vaquero_zone_resources(void);
 
 /* ngx_http_vaquero_exporter.c */
 ngx_int_t ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle);

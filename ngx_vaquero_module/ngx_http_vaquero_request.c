@@ -17,6 +17,11 @@ static ngx_http_vaquero_ctx_t *ngx_http_vaquero_create_ctx(
     ngx_http_request_t *r, ngx_uint_t late);
 static void ngx_http_vaquero_decide(ngx_http_request_t *r,
     ngx_http_vaquero_ctx_t *ctx);
+static void ngx_http_vaquero_sample(ngx_http_request_t *r,
+    ngx_http_vaquero_loc_conf_t *vlcf, ngx_http_vaquero_ctx_t *ctx,
+    vq_traceparent_t *tp);
+static void ngx_http_vaquero_set_ot(ngx_http_request_t *r,
+    ngx_http_vaquero_ctx_t *ctx, vq_ot_t *ot, ngx_uint_t had_ot);
 static ngx_int_t ngx_http_vaquero_enabled(ngx_http_request_t *r,
     ngx_http_vaquero_loc_conf_t *vlcf);
 static void ngx_http_vaquero_ctx_cleanup(void *data);
@@ -168,7 +173,7 @@ ngx_http_vaquero_decide(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx)
 {
     uint8_t                        random, *parent;
     vq_idgen_t                    *idgen;
-    vq_traceparent_t               tp;
+    vq_traceparent_t               tp, *incoming;
     ngx_http_vaquero_loc_conf_t   *vlcf;
     ngx_http_vaquero_main_conf_t  *vmcf;
 
@@ -185,7 +190,7 @@ ngx_http_vaquero_decide(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx)
     }
 
     ctx->traced = 1;
-    ctx->sampled = 1;
+    incoming = NULL;
 
     if ((vlcf->trace_context & NGX_HTTP_VAQUERO_EXTRACT)
         && ngx_http_vaquero_extract(r, &tp, &ctx->tracestate) == NGX_OK)
@@ -193,6 +198,7 @@ ngx_http_vaquero_decide(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx)
         ngx_memcpy(ctx->trace_id, tp.trace_id, VQ_TRACE_ID_SIZE);
         ngx_memcpy(ctx->parent_id, tp.parent_id, VQ_SPAN_ID_SIZE);
         ctx->has_parent = 1;
+        incoming = &tp;
 
         /* the random flag describes the trace id, which we keep */
         random = tp.flags & VQ_TRACE_FLAG_RANDOM;
@@ -203,6 +209,8 @@ ngx_http_vaquero_decide(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx)
     }
 
     vq_span_id_generate(idgen, ctx->span_id);
+
+    ngx_http_vaquero_sample(r, vlcf, ctx, incoming);
 
     /*
      * With upstream spans the parent the backend sees is the upstream
@@ -222,6 +230,134 @@ ngx_http_vaquero_decide(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx)
 
     vq_traceparent_format(ctx->trace_id, parent, ctx->trace_flags,
                           (char *) ctx->traceparent);
+}
+
+
+/*
+ * The head sampling decision (libvaquero's sampler: OpenTelemetry's
+ * consistent probability sampling).  Without vaquero_sample_rate or
+ * vaquero_sample_key every trace is sampled, or, following the parent,
+ * what the parent sampled, and tracestate is left as it came.  With them,
+ * the "ot" entry of tracestate says downstream what was decided here.
+ */
+static void
+ngx_http_vaquero_sample(ngx_http_request_t *r,
+    ngx_http_vaquero_loc_conf_t *vlcf, ngx_http_vaquero_ctx_t *ctx,
+    vq_traceparent_t *tp)
+{
+    size_t       len;
+    vq_ot_t      ot;
+    uint64_t     threshold, key_r;
+    unsigned     flags;
+    ngx_str_t    key;
+    ngx_uint_t   had_ot;
+    const char  *value;
+
+    flags = 0;
+
+    if (tp) {
+        flags |= VQ_SAMPLE_CONTINUED;
+
+        if (tp->flags & VQ_TRACE_FLAG_SAMPLED) {
+            flags |= VQ_SAMPLE_PARENT_SAMPLED;
+        }
+
+        if (tp->flags & VQ_TRACE_FLAG_RANDOM) {
+            flags |= VQ_SAMPLE_PARENT_RANDOM;
+        }
+    }
+
+    if (vlcf->sample_parent) {
+        flags |= VQ_SAMPLE_FOLLOW_PARENT;
+    }
+
+    if (vlcf->sample_threshold == NGX_HTTP_VAQUERO_NO_RATIO
+        && vlcf->sample_key == NULL)
+    {
+        ctx->sampled = (tp && vlcf->sample_parent)
+                       ? (flags & VQ_SAMPLE_PARENT_SAMPLED) != 0 : 1;
+        return;
+    }
+
+    threshold = vlcf->sample_threshold == NGX_HTTP_VAQUERO_NO_RATIO
+                ? 0 : vlcf->sample_threshold;
+    key_r = 0;
+
+    /* no key (the header was not sent, say): the trace id decides */
+    if (vlcf->sample_key
+        && ngx_http_complex_value(r, vlcf->sample_key, &key) == NGX_OK
+        && key.len)
+    {
+        flags |= VQ_SAMPLE_KEY;
+        key_r = vq_sample_key_randomness(key.data, key.len);
+    }
+
+    (void) vq_ot_parse(NULL, 0, &ot);
+    had_ot = 0;
+
+    if (ctx->tracestate.len
+        && vq_tracestate_get((char *) ctx->tracestate.data,
+                             ctx->tracestate.len, "ot", 2, &value, &len)
+           == VQ_OK)
+    {
+        had_ot = 1;
+
+        if (vq_ot_parse(value, len, &ot) != VQ_OK) {
+            /* not an ot entry at all: ours replaces it */
+            (void) vq_ot_parse(NULL, 0, &ot);
+        }
+    }
+
+    ctx->sampled = (vq_sample_head(threshold, flags, ctx->trace_id, key_r,
+                                   &ot)
+                    & VQ_SAMPLE_SAMPLED) != 0;
+
+    ngx_http_vaquero_set_ot(r, ctx, &ot, had_ot);
+}
+
+
+/* tracestate with the "ot" entry in front, or without one if it is empty */
+static void
+ngx_http_vaquero_set_ot(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx,
+    vq_ot_t *ot, ngx_uint_t had_ot)
+{
+    int      n;
+    char     value[VQ_OT_VALUE_MAX];
+    u_char  *p;
+    size_t   size;
+
+    n = vq_ot_format(ot, value, sizeof(value));
+
+    if (n == VQ_EFULL) {
+        /* th does not fit the 256 characters: the spec says send none */
+        ot->flags &= ~VQ_OT_TH;
+        n = vq_ot_format(ot, value, sizeof(value));
+    }
+
+    if (n < 0 || (n == 0 && !had_ot)) {
+        return;
+    }
+
+    size = ctx->tracestate.len + sizeof("ot=,") - 1 + n;
+
+    p = ngx_pnalloc(r->pool, size);
+    if (p == NULL) {
+        return;
+    }
+
+    if (n > 0) {
+        n = vq_tracestate_put((char *) ctx->tracestate.data,
+                              ctx->tracestate.len, "ot", 2, value, n,
+                              (char *) p, size);
+    } else {
+        n = vq_tracestate_del((char *) ctx->tracestate.data,
+                              ctx->tracestate.len, "ot", 2, (char *) p, size);
+    }
+
+    if (n >= 0) {
+        ctx->tracestate.data = p;
+        ctx->tracestate.len = n;
+    }
 }
 
 

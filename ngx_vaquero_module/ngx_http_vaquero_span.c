@@ -209,7 +209,7 @@ ngx_http_vaquero_set_attributes(ngx_http_request_t *r,
 static void
 ngx_http_vaquero_build_span(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx,
     ngx_http_vaquero_main_conf_t *vmcf, ngx_http_vaquero_loc_conf_t *vlcf,
-    vq_span_t *span)
+    ngx_uint_t flags, int64_t end, vq_span_t *span)
 {
     off_t                       sent;
     ngx_str_t                   name;
@@ -226,17 +226,15 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx,
     ngx_memcpy(span->h.span_id, ctx->span_id, VQ_SPAN_ID_SIZE);
     span->h.trace_flags = ctx->trace_flags;
 
+    span->h.flags = (uint8_t) flags;
+
     if (ctx->has_parent) {
         ngx_memcpy(span->h.parent_span_id, ctx->parent_id, VQ_SPAN_ID_SIZE);
         span->h.flags |= VQ_SPAN_HAS_PARENT;
     }
 
-    if (ctx->sampled) {
-        span->h.flags |= VQ_SPAN_SAMPLED;
-    }
-
     span->h.start_us = ctx->start_us;
-    span->h.end_us = ngx_http_vaquero_wall_us(ctx, ngx_http_vaquero_mono_us());
+    span->h.end_us = ngx_http_vaquero_wall_us(ctx, end);
 
     if (span->h.end_us < span->h.start_us) {
         span->h.end_us = span->h.start_us;
@@ -294,11 +292,43 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx,
 }
 
 
+/*
+ * Whether the request's spans are exported: VQ_SPAN_SAMPLED when head
+ * sampling said yes; else VQ_SPAN_KEPT_ERROR or VQ_SPAN_KEPT_SLOW when
+ * vaquero_sample_errors or vaquero_sample_slow keeps it anyway; else 0.
+ */
+static ngx_uint_t
+ngx_http_vaquero_keep(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx,
+    ngx_http_vaquero_loc_conf_t *vlcf, int64_t end)
+{
+    if (ctx->sampled) {
+        return VQ_SPAN_SAMPLED;
+    }
+
+    if (vlcf->sample_errors
+        && (ngx_http_vaquero_status(r) >= 500
+            || ngx_http_vaquero_upstream_failed(r, ctx)))
+    {
+        return VQ_SPAN_KEPT_ERROR;
+    }
+
+    if (vlcf->sample_slow
+        && end - ctx->start_mono >= (int64_t) vlcf->sample_slow * 1000)
+    {
+        return VQ_SPAN_KEPT_SLOW;
+    }
+
+    return 0;
+}
+
+
 /* One server span per main request; subrequests log only with log_subrequest. */
 ngx_int_t
 ngx_http_vaquero_log_handler(ngx_http_request_t *r)
 {
+    int64_t                        end;
     vq_span_t                      span;
+    ngx_uint_t                     flags;
     ngx_http_vaquero_ctx_t        *ctx;
     ngx_http_vaquero_loc_conf_t   *vlcf;
     ngx_http_vaquero_main_conf_t  *vmcf;
@@ -309,16 +339,26 @@ ngx_http_vaquero_log_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_vaquero_trace(r);
 
-    if (ctx == NULL || !ctx->sampled) {
+    if (ctx == NULL) {
         return NGX_OK;
     }
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_http_vaquero_module);
     vlcf = ngx_http_get_module_loc_conf(r, ngx_http_vaquero_module);
 
-    ngx_http_vaquero_upstream_spans(r, ctx, vmcf);
+    end = ngx_http_vaquero_mono_us();
+    flags = ngx_http_vaquero_keep(r, ctx, vlcf, end);
 
-    ngx_http_vaquero_build_span(r, ctx, vmcf, vlcf, &span);
+    if (flags == 0) {
+        /* the cheap way out: ids and variables were all it cost */
+        vq_stats_add(&ngx_http_vaquero_zone_stats(vmcf)->spans_sampled_out,
+                     1 + ngx_http_vaquero_upstream_spans(r, ctx, vmcf, 0));
+        return NGX_OK;
+    }
+
+    ngx_http_vaquero_upstream_spans(r, ctx, vmcf, flags);
+
+    ngx_http_vaquero_build_span(r, ctx, vmcf, vlcf, flags, end, &span);
     ngx_http_vaquero_record(vmcf, &span, r->connection->log);
 
     return NGX_OK;

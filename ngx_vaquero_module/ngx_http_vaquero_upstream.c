@@ -87,8 +87,9 @@ static ngx_http_vaquero_attempt_t *ngx_http_vaquero_start_attempt(
 static void ngx_http_vaquero_end_attempt(ngx_http_vaquero_peer_data_t *vp,
     ngx_http_vaquero_attempt_t *a, ngx_peer_connection_t *pc,
     ngx_uint_t state);
-static void ngx_http_vaquero_fallback_spans(ngx_http_request_t *r,
-    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf);
+static ngx_uint_t ngx_http_vaquero_fallback_spans(ngx_http_request_t *r,
+    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf,
+    ngx_uint_t flags);
 static void ngx_http_vaquero_upstream_name(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us, ngx_str_t *name);
 static int ngx_http_vaquero_cmp_peer_inits(const void *one, const void *two);
@@ -499,23 +500,61 @@ ngx_http_vaquero_end_attempt(ngx_http_vaquero_peer_data_t *vp,
 }
 
 
-/* The client spans of a request, in the log phase. */
-void
+/*
+ * Whether an upstream attempt of the request failed, for
+ * vaquero_sample_errors.
+ */
+ngx_uint_t
+ngx_http_vaquero_upstream_failed(ngx_http_request_t *r,
+    ngx_http_vaquero_ctx_t *ctx)
+{
+    ngx_uint_t                  i;
+    ngx_http_upstream_state_t  *st;
+
+    if (ctx->upstream_error) {
+        return 1;
+    }
+
+    if (ctx->main_attempts || r->upstream_states == NULL) {
+        return 0;
+    }
+
+    /* an upstream resolved at run time: what nginx kept */
+    st = r->upstream_states->elts;
+
+    for (i = 0; i < r->upstream_states->nelts; i++) {
+        if (st[i].peer && st[i].status >= 500) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The client spans of a request, in the log phase, with the server
+ * span's sampling flags; with flags 0 only counted.  Returns how many.
+ */
+ngx_uint_t
 ngx_http_vaquero_upstream_spans(ngx_http_request_t *r,
-    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf)
+    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf,
+    ngx_uint_t flags)
 {
     size_t                       len;
     u_char                       addr[NGX_SOCKADDR_STRLEN];
     vq_span_t                    span;
-    ngx_uint_t                   i;
+    ngx_uint_t                   i, n;
     ngx_http_vaquero_attempt_t  *a;
 
+    n = 0;
+
     if (ctx->main_attempts == 0) {
-        ngx_http_vaquero_fallback_spans(r, ctx, vmcf);
+        n = ngx_http_vaquero_fallback_spans(r, ctx, vmcf, flags);
     }
 
     if (ctx->attempts == NULL) {
-        return;
+        return n;
     }
 
     a = ctx->attempts->elts;
@@ -526,12 +565,18 @@ ngx_http_vaquero_upstream_spans(ngx_http_request_t *r,
             continue;
         }
 
+        n++;
+
+        if (flags == 0) {
+            continue;
+        }
+
         vq_span_init(&span, VQ_SPAN_CLIENT);
 
         ngx_memcpy(span.h.trace_id, ctx->trace_id, VQ_TRACE_ID_SIZE);
         ngx_memcpy(span.h.span_id, a[i].span_id, VQ_SPAN_ID_SIZE);
         ngx_memcpy(span.h.parent_span_id, ctx->span_id, VQ_SPAN_ID_SIZE);
-        span.h.flags = VQ_SPAN_HAS_PARENT | VQ_SPAN_SAMPLED;
+        span.h.flags = (uint8_t) (VQ_SPAN_HAS_PARENT | flags);
         span.h.trace_flags = ctx->trace_flags;
 
         span.h.start_us = ngx_http_vaquero_wall_us(ctx, a[i].start_mono);
@@ -562,6 +607,8 @@ ngx_http_vaquero_upstream_spans(ngx_http_request_t *r,
 
         ngx_http_vaquero_record(vmcf, &span, r->connection->log);
     }
+
+    return n;
 }
 
 
@@ -593,22 +640,23 @@ ngx_http_vaquero_upstream_name(ngx_http_request_t *r,
  * are told from what nginx kept of them, laid end to end from the
  * request's start.
  */
-static void
+static ngx_uint_t
 ngx_http_vaquero_fallback_spans(ngx_http_request_t *r,
-    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf)
+    ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf,
+    ngx_uint_t flags)
 {
     u_char                     *p, *last;
     int64_t                     start, duration;
     ngx_str_t                   name;
     vq_span_t                   span;
-    ngx_uint_t                  i, attempt;
+    ngx_uint_t                  i, n, attempt;
     ngx_http_upstream_t        *u;
     ngx_http_upstream_state_t  *st;
 
     if (!ctx->upstream_spans
         || r->upstream_states == NULL || r->upstream_states->nelts == 0)
     {
-        return;
+        return 0;
     }
 
     u = r->upstream;
@@ -624,6 +672,7 @@ ngx_http_vaquero_fallback_spans(ngx_http_request_t *r,
     st = r->upstream_states->elts;
     start = ctx->start_us;
     attempt = 0;
+    n = 0;
 
     for (i = 0; i < r->upstream_states->nelts; i++) {
 
@@ -633,12 +682,18 @@ ngx_http_vaquero_fallback_spans(ngx_http_request_t *r,
             continue;
         }
 
+        n++;
+
+        if (flags == 0) {
+            continue;
+        }
+
         vq_span_init(&span, VQ_SPAN_CLIENT);
 
         ngx_memcpy(span.h.trace_id, ctx->trace_id, VQ_TRACE_ID_SIZE);
         ngx_http_vaquero_next_span_id(ctx, span.h.span_id);
         ngx_memcpy(span.h.parent_span_id, ctx->span_id, VQ_SPAN_ID_SIZE);
-        span.h.flags = VQ_SPAN_HAS_PARENT | VQ_SPAN_SAMPLED;
+        span.h.flags = (uint8_t) (VQ_SPAN_HAS_PARENT | flags);
         span.h.trace_flags = ctx->trace_flags;
 
         duration = st[i].response_time != (ngx_msec_t) -1
@@ -696,4 +751,6 @@ ngx_http_vaquero_fallback_spans(ngx_http_request_t *r,
 
         ngx_http_vaquero_record(vmcf, &span, r->connection->log);
     }
+
+    return n;
 }

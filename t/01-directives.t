@@ -62,6 +62,13 @@ HTTP
             vaquero_span_name "x $uri";
             vaquero_attribute a 1;
             vaquero_attribute b $remote_addr;
+            vaquero_trace_context extract;
+            vaquero_upstream_spans off;
+            vaquero_sample_rate 0.25;
+            vaquero_sample_key $http_x_user_id;
+            vaquero_sample_parent off;
+            vaquero_sample_errors off;
+            vaquero_sample_slow 500ms;
 LOC
 is($rc, 0, 'every directive accepted') or diag($out);
 
@@ -105,6 +112,15 @@ my @bad = (
     [ '', 'vaquero on; ' . join(' ', map { "vaquero_attribute k$_ v;" } 1 .. 9),
       qr/too many "vaquero_attribute" directives, at most 8/ ],
     [ '', 'vaquero_endpoint http://x;', qr/"vaquero_endpoint" directive is not allowed here/ ],
+    [ '', 'vaquero_trace_context maybe;', qr/invalid value "maybe" in "vaquero_trace_context" directive/ ],
+    [ '', 'vaquero_upstream_spans yes;', qr/invalid value "yes" in "vaquero_upstream_spans" directive/ ],
+    [ '', 'vaquero_sample_rate 1.5;', qr/invalid value "1.5" in "vaquero_sample_rate" directive, it must be between 0 and 1/ ],
+    [ '', 'vaquero_sample_rate -0.1;', qr/invalid value "-0.1" in "vaquero_sample_rate" directive, it must be a number between 0 and 1/ ],
+    [ '', 'vaquero_sample_rate 10%;', qr/invalid value "10%" in "vaquero_sample_rate" directive/ ],
+    [ '', 'vaquero_sample_rate 0.5; vaquero_sample_rate 0.1;', qr/"vaquero_sample_rate" directive is duplicate/ ],
+    [ '', 'vaquero_sample_slow 0;', qr/"vaquero_sample_slow" directive must be more than 0/ ],
+    [ '', 'vaquero_sample_slow soon;', qr/"vaquero_sample_slow" directive invalid value/ ],
+    [ '', 'vaquero_sample_parent maybe;', qr/invalid value "maybe" in "vaquero_sample_parent" directive/ ],
 );
 
 for my $case (@bad) {

@@ -72,7 +72,7 @@ $t->stop;
 
 # development preset: batch 10, flush 2 s
 
-$t->write_file('collector.log', '');
+$t->clear_collected;
 $t->write_config(<<'CONF');
 %%TEST_GLOBALS%%
 worker_processes 1;

@@ -92,7 +92,7 @@ is($by{'/protected'}{raw_data}{attributes}{route}, '/protected',
 
 # hostile and odd input
 
-$t->write_file('collector.log', '');
+$t->clear_collected;
 
 like(http($port, "GET /zero-nine\r\n"), qr/ok/, 'HTTP/0.9 request');
 like(http($port, "GET /bad path HTTP/1.1\r\nHost: x\r\n\r\n"), qr/400/,

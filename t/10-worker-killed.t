@@ -67,7 +67,7 @@ is($killed, 8, 'eight workers killed under load');
 my @w = $t->wait_workers(2, 2);
 is(scalar @w, 2, 'the master runs two workers again');
 
-$t->write_file('collector.log', '');
+$t->clear_collected;
 http_keepalive($port, '/after', 20);
 
 my @after;

@@ -341,10 +341,23 @@ write_tags(vq_buf_t *b, const vq_span_t *span)
     }
 
     if (span->h.truncated) {
-        if (i > 0) {
+        if (i++ > 0) {
             vq_json_lit(b, ",");
         }
         vq_json_lit(b, "\"vaquero.truncated\":\"true\"");
+    }
+
+    /* not in the ratio sample: counting it would skew adjusted counts */
+    if (span->h.flags & (VQ_SPAN_KEPT_ERROR | VQ_SPAN_KEPT_SLOW)) {
+        if (i > 0) {
+            vq_json_lit(b, ",");
+        }
+
+        if (span->h.flags & VQ_SPAN_KEPT_ERROR) {
+            vq_json_lit(b, "\"vaquero.kept\":\"error\"");
+        } else {
+            vq_json_lit(b, "\"vaquero.kept\":\"slow\"");
+        }
     }
 
     vq_json_lit(b, "}");

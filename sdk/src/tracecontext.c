@@ -432,3 +432,52 @@ vq_tracestate_put(const char *value, size_t len,
     /* at most 32 members of at most 513 bytes: fits an int */
     return (int) need;
 }
+
+int
+vq_tracestate_del(const char *value, size_t len,
+    const char *key, size_t key_len, char *out, size_t out_size)
+{
+    ts_member_t  m[VQ_TRACESTATE_MAX_MEMBERS];
+    size_t       need;
+    char        *w;
+    int          n, i;
+
+    if (key == NULL || out == NULL || !key_valid(key, key_len)) {
+        return VQ_EINVAL;
+    }
+
+    n = ts_scan(value, len, m);
+    if (n < 0) {
+        return n;
+    }
+
+    need = 0;
+
+    for (i = 0; i < n; i++) {
+        if (m[i].key_len == key_len && memcmp(m[i].data, key, key_len) == 0) {
+            m[i].len = 0;
+            continue;
+        }
+
+        need += (need ? 1 : 0) + m[i].len;
+    }
+
+    if (need > out_size) {
+        return VQ_EFULL;
+    }
+
+    w = out;
+
+    for (i = 0; i < n; i++) {
+        if (m[i].len != 0) {
+            if (w != out) {
+                *w++ = ',';
+            }
+
+            memcpy(w, m[i].data, m[i].len);
+            w += m[i].len;
+        }
+    }
+
+    return (int) need;
+}

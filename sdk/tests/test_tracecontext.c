@@ -999,6 +999,44 @@ get(const char *value, size_t len, const char *key)
 #define GET(value, key, want)                                                \
     CHECK_STR(get(value, strlen(value), key), want)
 
+/* del: the member goes, the others stay in order, clean and valid */
+static void
+test_del(void)
+{
+    char  out[600];
+    int   n;
+
+#define DEL(in, key, want)                                                   \
+    do {                                                                     \
+        n = vq_tracestate_del(in, strlen(in), key, strlen(key), out,       \
+                              sizeof(out));                                  \
+        CHECK_INT(n, (int) strlen(want));                                    \
+        if (n >= 0) {                                                        \
+            out[n] = '\0';                                                   \
+            CHECK_STR(out, want);                                            \
+            CHECK_INT(vq_tracestate_validate(out, n), VQ_OK);                \
+        }                                                                    \
+    } while (0)
+
+    DEL("ot=th:8,congo=t61rcWkgMzE,rojo=1", "ot", "congo=t61rcWkgMzE,rojo=1");
+    DEL("congo=t61rcWkgMzE,ot=th:8,rojo=1", "ot", "congo=t61rcWkgMzE,rojo=1");
+    DEL("congo=t61rcWkgMzE,rojo=1,ot=th:8", "ot", "congo=t61rcWkgMzE,rojo=1");
+    DEL("ot=th:8", "ot", "");
+    DEL(" , ot=th:8 ,\t, congo=1 ,", "ot", "congo=1");
+    DEL("congo=1,rojo=2", "ot", "congo=1,rojo=2");
+    DEL("ott=1,ot=2,o=3", "ot", "ott=1,o=3");
+    DEL("", "ot", "");
+
+#undef DEL
+
+    CHECK_INT(vq_tracestate_del("Bad=1", 5, "ot", 2, out, sizeof(out)),
+              VQ_EINVAL);
+    CHECK_INT(vq_tracestate_del("a=1", 3, "Ot", 2, out, sizeof(out)),
+              VQ_EINVAL);
+    CHECK_INT(vq_tracestate_del("a=1,b=2", 7, "ot", 2, out, 6), VQ_EFULL);
+    CHECK_INT(vq_tracestate_del("a=1,b=2", 7, "ot", 2, out, 7), 7);
+}
+
 static void
 test_get(void)
 {
@@ -1106,6 +1144,7 @@ main(void)
 
     test_put();
     test_get();
+    test_del();
 
     return check_summary("test_tracecontext");
 }

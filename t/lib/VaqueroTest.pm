@@ -420,20 +420,43 @@ sub stop_collector {
     waitpid $pid, 0;
 }
 
+# Forgets what the collector received so far.
+sub clear_collected {
+    my ($self) = @_;
+    $self->write_file('collector.log', '');
+    delete $self->{collected};
+}
+
 # Every request the collector received, decoded: { method, path, headers,
 # body, json (the decoded body, or undef if it was not JSON) }.
+#
+# The log is read incrementally: tests poll it while thousands of spans
+# arrive, and decoding it all again each time would cost seconds.
 sub collected {
     my ($self) = @_;
-    my @r;
+    my $c = $self->{collected} //= { pos => 0, records => [], partial => '' };
+
+    open my $fh, '<', "$self->{dir}/collector.log" or return ();
+    binmode $fh;
+    seek $fh, $c->{pos}, SEEK_SET;
+    local $/;
+    my $new = <$fh> // '';
+    close $fh;
+    $c->{pos} += length $new;
+
+    $new = $c->{partial} . $new;
+    my @lines = split /\n/, $new, -1;
+    $c->{partial} = @lines ? pop @lines : '';   # '' after a whole line
+
     my $json = JSON::PP->new;
-    for my $line (split /\n/, $self->read_file('collector.log')) {
+    for my $line (@lines) {
         my $r = $json->decode($line);
         # the body as the bytes received: JSON is UTF-8
         $r->{json} = eval { JSON::PP->new->utf8->decode($r->{body}) };
         $r->{json_error} = $@ if $@;
-        push @r, $r;
+        push @{ $c->{records} }, $r;
     }
-    return @r;
+    return @{ $c->{records} };
 }
 
 # Spans from the batches answered 2xx: traces[] and agents[] items, each
@@ -443,24 +466,27 @@ sub collected {
 # "attrs" (raw_data.attributes).
 sub spans {
     my ($self) = @_;
+    return map { @{ $_->{spans} //= [_spans_of($_)] } } $self->collected;
+}
+
+sub _spans_of {
+    my ($r) = @_;
+    return () unless $r->{mode} =~ /^2/ && $r->{json};
     my @s;
-    for my $r ($self->collected) {
-        next unless $r->{mode} =~ /^2/ && $r->{json};
-        my $source = ($r->{headers}{'user-agent'} // '') =~ /^ngx_vaquero_module/
-                     ? 'nginx' : 'app';
-        for my $t (@{ $r->{json}{traces} // [] }) {
-            push @s, { %$t, kind => 'trace', source => $source,
-                       span_id => $t->{raw_data}{metadata}{span_id},
-                       parent_id => undef, span_kind => 'server',
-                       attrs => $t->{raw_data}{attributes} };
-        }
-        for my $a (@{ $r->{json}{agents} // [] }) {
-            push @s, { %$a, kind => 'agent', source => $source,
-                       span_id => $a->{agent_id},
-                       parent_id => $a->{raw_data}{parent_span_id},
-                       span_kind => $a->{raw_data}{span_kind} // 'server',
-                       attrs => $a->{raw_data}{attributes} };
-        }
+    my $source = ($r->{headers}{'user-agent'} // '') =~ /^ngx_vaquero_module/
+                 ? 'nginx' : 'app';
+    for my $t (@{ $r->{json}{traces} // [] }) {
+        push @s, { %$t, kind => 'trace', source => $source,
+                   span_id => $t->{raw_data}{metadata}{span_id},
+                   parent_id => undef, span_kind => 'server',
+                   attrs => $t->{raw_data}{attributes} };
+    }
+    for my $a (@{ $r->{json}{agents} // [] }) {
+        push @s, { %$a, kind => 'agent', source => $source,
+                   span_id => $a->{agent_id},
+                   parent_id => $a->{raw_data}{parent_span_id},
+                   span_kind => $a->{raw_data}{span_kind} // 'server',
+                   attrs => $a->{raw_data}{attributes} };
     }
     return @s;
 }

@@ -120,9 +120,11 @@ int vq_ot_parse(const char *value, size_t len, vq_ot_t *ot);
  * Writes the ot value "th:T;rv:R;<the other sub-keys in their order>",
  * th and rv only when flagged, into out (no NUL).  Returns the length;
  * 0 when there is nothing left to send, and then the caller must send no
- * ot member.  VQ_EFULL when it would exceed 256 characters (the spec asks
- * to abort then) or out_size; without VQ_OT_TH the result is never longer
- * than the parsed value, so clearing th always makes it fit 256.
+ * ot member (removing the incoming one).  VQ_EFULL when it would exceed
+ * 256 characters (the spec asks to abort then) or out_size.  Without
+ * VQ_OT_TH, and with rv as parsed (as vq_sample_head() leaves it on a
+ * continued trace), the result is never longer than the parsed value: so
+ * on VQ_EFULL, clear VQ_OT_TH and format again, and it fits 256.
  * VQ_EINVAL for a flagged th or rv of 2^56 or more.
  */
 int vq_ot_format(const vq_ot_t *ot, char *out, size_t out_size);

@@ -27,6 +27,9 @@ typedef enum {
 #define VQ_SPAN_HAS_PARENT   0x01
 #define VQ_SPAN_SAMPLED      0x02
 #define VQ_SPAN_ERROR        0x04
+/* exported though head sampling said no, so not part of the ratio sample */
+#define VQ_SPAN_KEPT_ERROR   0x08       /* a 5xx or an upstream error */
+#define VQ_SPAN_KEPT_SLOW    0x10       /* slower than vaquero_sample_slow */
 
 /* Why a client span (an upstream attempt) failed. */
 typedef enum {

@@ -28,6 +28,7 @@ typedef struct {
     uint64_t  export_failures;
     uint64_t  export_retries;
     uint64_t  last_export_status;       /* HTTP status, 0: none or no answer */
+    uint64_t  spans_sampled_out;        /* never recorded: head sampling */
 } vq_stats_t;
 
 static inline void

@@ -87,4 +87,14 @@ int vq_tracestate_put(const char *value, size_t len,
     const char *member_value, size_t member_value_len,
     char *out, size_t out_size);
 
+/*
+ * Writes into out the members of value other than key's, in their order,
+ * without empty members or the spaces around members; no NUL.  Returns
+ * the length written (0 when nothing is left), or VQ_EINVAL (bad key, or
+ * value is not a valid tracestate) or VQ_EFULL (out_size too small;
+ * out_size >= len is always enough).  out must not overlap value.
+ */
+int vq_tracestate_del(const char *value, size_t len,
+    const char *key, size_t key_len, char *out, size_t out_size);
+
 #endif /* VAQUERO_TRACECONTEXT_H */

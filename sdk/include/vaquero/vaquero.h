@@ -22,6 +22,7 @@
 
 #include <vaquero/ids.h>
 #include <vaquero/tracecontext.h>
+#include <vaquero/sampler.h>
 #include <vaquero/span.h>
 #include <vaquero/queue.h>
 #include <vaquero/buf.h>
