@@ -193,6 +193,13 @@ static ngx_command_t  ngx_http_vaquero_commands[] = {
       offsetof(ngx_http_vaquero_loc_conf_t, upstream_spans),
       NULL },
 
+    { ngx_string("vaquero_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_vaquero_set_status,
+      0,
+      0,
+      NULL },
+
     { ngx_string("vaquero_sample_rate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_vaquero_sample_rate,

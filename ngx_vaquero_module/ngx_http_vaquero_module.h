@@ -9,6 +9,7 @@
  *   ngx_http_vaquero_upstream.c   a client span per upstream attempt
  *   ngx_http_vaquero_span.c       the server span, in the log phase
  *   ngx_http_vaquero_variables.c  the $vaquero_* variables
+ *   ngx_http_vaquero_status.c     the vaquero_status page
  *   ngx_http_vaquero_zone.c       the shared zone that holds the queue
  *   ngx_http_vaquero_exporter.c   the exporter thread's lifecycle
  *   ngx_http_vaquero_process.c    per-process state: ids, random pool, timer
@@ -158,6 +159,10 @@ ngx_uint_t ngx_http_vaquero_upstream_failed(ngx_http_request_t *r,
 
 /* ngx_http_vaquero_span.c */
 ngx_int_t ngx_http_vaquero_log_handler(ngx_http_request_t *r);
+
+/* ngx_http_vaquero_status.c */
+char *ngx_http_vaquero_set_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_http_vaquero_variables.c */
 ngx_int_t ngx_http_vaquero_add_variables(ngx_conf_t *cf);
