@@ -258,6 +258,17 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx,
     span->h.server_port = c->listening
                           ? ngx_inet_get_port(c->listening->sockaddr) : 0;
 
+    /*
+     * The short fields that identify the span first: the record holds
+     * room back for them anyway, and the long ones then get the rest.
+     */
+    ngx_http_vaquero_set(span, VQ_FIELD_METHOD, &r->method_name);
+    ngx_http_vaquero_set(span, VQ_FIELD_ROUTE, &clcf->name);
+    ngx_http_vaquero_set(span, VQ_FIELD_CLIENT_ADDRESS, &c->addr_text);
+    ngx_http_vaquero_set_protocol(r, span);
+    ngx_http_vaquero_set_request_id(r, vmcf, span);
+    ngx_http_vaquero_set_url(r, span);
+
     /* unset, the name and agent name are derived from method and route */
     if (vlcf->span_name
         && ngx_http_complex_value(r, vlcf->span_name, &name) == NGX_OK)
@@ -269,10 +280,6 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx,
         ngx_http_vaquero_set(span, VQ_FIELD_AGENT_NAME, &vlcf->agent_name);
     }
 
-    ngx_http_vaquero_set(span, VQ_FIELD_METHOD, &r->method_name);
-    ngx_http_vaquero_set_url(r, span);
-    ngx_http_vaquero_set(span, VQ_FIELD_ROUTE, &clcf->name);
-
     if (r->headers_in.user_agent) {
         ngx_http_vaquero_set(span, VQ_FIELD_USER_AGENT,
                              &r->headers_in.user_agent->value);
@@ -282,11 +289,6 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx,
         ngx_http_vaquero_set(span, VQ_FIELD_CONTENT_TYPE,
                              &r->headers_in.content_type->value);
     }
-
-    ngx_http_vaquero_set(span, VQ_FIELD_CLIENT_ADDRESS, &c->addr_text);
-    ngx_http_vaquero_set_protocol(r, span);
-
-    ngx_http_vaquero_set_request_id(r, vmcf, span);
 
     ngx_http_vaquero_set_attributes(r, vlcf, span);
 }

@@ -62,6 +62,11 @@ http {
             return 204;
         }
 
+        location /hostile {
+            vaquero_span_name $http_x_span_name;
+            return 200 "ok\n";
+        }
+
         location / {
             return 200 "ok\n";
         }
@@ -103,6 +108,13 @@ like(http($port, "GET /caf\xc3\xa9/\xff\xfe?q=\xc0\xaf HTTP/1.0\r\n"
 my $long = '/long/' . ('a' x 3000);
 like(http_get($port, $long), qr/ok/, 'a 3000-byte URI');
 
+# DESIGN 6: long values have caps, the short identifying fields always fit
+like(http($port, "GET /hostile?q=" . ('q' x 4000) . " HTTP/1.1\r\n"
+                 . "Host: edge.example\r\nConnection: close\r\n"
+                 . "User-Agent: " . ('u' x 4000) . "\r\n"
+                 . "X-Span-Name: " . ('n' x 4000) . "\r\n\r\n"),
+     qr/ok/, '4 KB query, user agent and span name');
+
 my $h2 = `curl -s --http2-prior-knowledge http://127.0.0.1:${\ $t->port('h2')}/over-h2 2>&1`;
 is($h2, "ok\n", 'HTTP/2 request');
 
@@ -111,7 +123,7 @@ for (1 .. 100) {
     @req = $t->collected;
     my $n = 0;
     $n += @{ $_->{json}{traces} } for grep { $_->{json} } @req;
-    last if $n >= 5;
+    last if $n >= 6;
     sleep 0.1;
 }
 
@@ -139,6 +151,22 @@ my $l = $by{'/long/aaaa'};
 ok($l, 'long URI traced');
 is($l->{tags}{'vaquero.truncated'}, 'true', 'marked as truncated');
 ok(length($l->{raw_data}{attributes}{'url.path'}) < 3006, 'and cut short');
+
+my $hostile = $by{'/hostile'};
+ok($hostile, 'the hostile request traced');
+my $ha = $hostile->{raw_data}{attributes};
+is($ha->{method}, 'GET', 'hostile: method intact');
+is($ha->{route}, '/hostile', 'hostile: route intact');
+is($ha->{status_code}, 200, 'hostile: status intact');
+is($ha->{client_ip}, '127.0.0.1', 'hostile: client intact');
+is($ha->{host}, 'edge.example', 'hostile: host intact');
+is($ha->{http_version}, '1.1', 'hostile: protocol intact');
+like($ha->{request_id}, qr/^[0-9a-f]{32}$/, 'hostile: request id intact');
+is($hostile->{tags}{'vaquero.truncated'}, 'true', 'hostile: cut, and says so');
+ok(length($ha->{'url.query'}) > 0 && length($ha->{'url.query'}) < 4000,
+   'hostile: query cut short, not emptied');
+like($hostile->{name}, qr/^n+$/, 'hostile: span name cut short');
+ok(length($ha->{user_agent}) > 0, 'hostile: user agent cut short');
 
 is($by{'/over-h2'}{raw_data}{attributes}{http_version}, '2', 'HTTP/2 version');
 is($by{'/over-h2'}{raw_data}{attributes}{status_code}, 200, 'HTTP/2 status');

@@ -7,6 +7,34 @@
 
 #include <vaquero/vaquero.h>
 
+/*
+ * The most each field may take of the record's data area, so that no
+ * long value (a 4 KB query string, user agent or span name) can crowd
+ * out the others.  The short fields that identify a span are marked:
+ * space for those not yet set is held back from the long ones, so they
+ * always fit, whatever order the fields are set in (DESIGN 6).
+ */
+#define ID  0x8000          /* identifying: always fits */
+
+static const uint16_t  field_cap[VQ_FIELD_COUNT] = {
+    [VQ_FIELD_NAME]             = 128,
+    [VQ_FIELD_AGENT_NAME]       = 64,
+    [VQ_FIELD_METHOD]           = ID | 32,
+    [VQ_FIELD_SCHEME]           = ID | 8,
+    [VQ_FIELD_HOST]             = ID | 128,
+    [VQ_FIELD_PATH]             = 256,
+    [VQ_FIELD_QUERY]            = 192,
+    [VQ_FIELD_ROUTE]            = ID | 128,
+    [VQ_FIELD_USER_AGENT]       = 192,
+    [VQ_FIELD_CONTENT_TYPE]     = 96,
+    [VQ_FIELD_CLIENT_ADDRESS]   = ID | 64,
+    [VQ_FIELD_PROTOCOL_VERSION] = ID | 8,
+    [VQ_FIELD_REQUEST_ID]       = ID | 64,
+};
+
+#define VQ_ATTR_KEY_CAP    64
+#define VQ_ATTR_VALUE_CAP  192
+
 void
 vq_span_init(vq_span_t *span, vq_span_kind_t kind)
 {
@@ -43,12 +71,37 @@ utf8_cut(const char *s, size_t len, size_t max)
     return cut;
 }
 
-static int
-store(vq_span_t *span, unsigned slot, const char *s, size_t len)
+/* room kept for the identifying fields still unset, but for this one */
+static size_t
+held_back(const vq_span_t *span, unsigned slot)
 {
-    size_t  room, n;
+    size_t    held;
+    unsigned  f;
+
+    held = 0;
+
+    for (f = 0; f < VQ_FIELD_COUNT; f++) {
+        if ((field_cap[f] & ID) && f != slot && span->h.str[f].off == 0) {
+            held += field_cap[f] & ~ID;
+        }
+    }
+
+    return held;
+}
+
+static int
+store(vq_span_t *span, unsigned slot, const char *s, size_t len, size_t cap)
+{
+    size_t  room, held, n;
 
     room = VQ_SPAN_RECORD_MAX - span->h.size;
+    held = held_back(span, slot);
+    room = room > held ? room - held : 0;
+
+    if (room > cap) {
+        room = cap;
+    }
+
     n = utf8_cut(s, len, room);
 
     if (n) {
@@ -75,7 +128,7 @@ vq_span_set_str(vq_span_t *span, vq_span_field_t field, const char *s,
         return VQ_EINVAL;
     }
 
-    return store(span, field, s, len);
+    return store(span, field, s, len, field_cap[field] & ~ID);
 }
 
 int
@@ -92,8 +145,8 @@ vq_span_add_attr(vq_span_t *span, const char *key, size_t key_len,
     slot = VQ_FIELD_COUNT + 2 * span->h.nattrs;
     span->h.nattrs++;
 
-    rc = store(span, slot, key, key_len);
-    rc2 = store(span, slot + 1, value, value_len);
+    rc = store(span, slot, key, key_len, VQ_ATTR_KEY_CAP);
+    rc2 = store(span, slot + 1, value, value_len, VQ_ATTR_VALUE_CAP);
 
     return rc != VQ_OK ? rc : rc2;
 }

@@ -76,34 +76,103 @@ static void
 test_truncation(void)
 {
     vq_span_t  s;
-    char       big[2000];
-    size_t     len, room;
-    char      *p;
+    char       big[4000];
+    size_t     len;
 
     memset(big, 'a', sizeof(big));
 
+    /* a long value is cut at its field's cap, and flagged */
     vq_span_init(&s, VQ_SPAN_SERVER);
     CHECK_INT(vq_span_set_str(&s, VQ_FIELD_PATH, big, sizeof(big)),
               VQ_ETRUNC);
     CHECK(s.h.truncated & (1u << VQ_FIELD_PATH));
-    CHECK_INT(vq_span_size(&s), VQ_SPAN_RECORD_MAX);
     vq_span_str(&s, VQ_FIELD_PATH, &len);
-    CHECK_INT(len, VQ_SPAN_DATA_MAX);
-
-    /* later fields are still set, as empty and truncated */
-    CHECK_INT(vq_span_set_str(&s, VQ_FIELD_HOST, "h", 1), VQ_ETRUNC);
-    CHECK_INT(vq_span_validate(&s, VQ_SPAN_RECORD_MAX), VQ_OK);
+    CHECK_INT(len, 256);
+    CHECK_INT(vq_span_validate(&s, vq_span_size(&s)), VQ_OK);
 
     /* a cut never splits a UTF-8 character: "é" is 0xc3 0xa9 */
     vq_span_init(&s, VQ_SPAN_SERVER);
-    room = VQ_SPAN_DATA_MAX;
-    vq_span_set_str(&s, VQ_FIELD_NAME, big, room - 1);
-    big[0] = (char) 0xc3;
-    big[1] = (char) 0xa9;
-    CHECK_INT(vq_span_set_str(&s, VQ_FIELD_PATH, big, 2), VQ_ETRUNC);
-    p = (char *) vq_span_str(&s, VQ_FIELD_PATH, &len);
-    CHECK_INT(len, 0);
-    (void) p;
+    big[255] = (char) 0xc3;
+    big[256] = (char) 0xa9;
+    CHECK_INT(vq_span_set_str(&s, VQ_FIELD_PATH, big, 300), VQ_ETRUNC);
+    vq_span_str(&s, VQ_FIELD_PATH, &len);
+    CHECK_INT(len, 255);
+    big[255] = 'a';
+    big[256] = 'a';
+}
+
+/*
+ * DESIGN 6: hostile or long values never push out the short fields that
+ * identify a span, whatever order the fields are set in.
+ */
+static void
+test_hostile(void)
+{
+    static const struct {
+        vq_span_field_t  field;
+        const char      *value;
+    } ids[] = {
+        { VQ_FIELD_METHOD, "PATCH" },
+        { VQ_FIELD_SCHEME, "https" },
+        { VQ_FIELD_HOST, "api.example.com" },
+        { VQ_FIELD_ROUTE, "/api/v1/items/" },
+        { VQ_FIELD_CLIENT_ADDRESS, "2001:db8::ff00:42:8329" },
+        { VQ_FIELD_PROTOCOL_VERSION, "1.1" },
+        { VQ_FIELD_REQUEST_ID, "0123456789abcdef0123456789abcdef" },
+    };
+
+    vq_span_t  s;
+    char       big[4000], k[8];
+    size_t     i, len;
+    unsigned   a;
+    int        order;
+
+    memset(big, 'x', sizeof(big));
+
+    for (order = 0; order < 2; order++) {
+        vq_span_init(&s, VQ_SPAN_SERVER);
+
+        /* the long ones first, then again after: neither order loses */
+        if (order == 0) {
+            for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                vq_span_set_str(&s, ids[i].field, ids[i].value,
+                                strlen(ids[i].value));
+            }
+        }
+
+        vq_span_set_str(&s, VQ_FIELD_NAME, big, sizeof(big));
+        vq_span_set_str(&s, VQ_FIELD_AGENT_NAME, big, sizeof(big));
+        vq_span_set_str(&s, VQ_FIELD_PATH, big, sizeof(big));
+        vq_span_set_str(&s, VQ_FIELD_QUERY, big, sizeof(big));
+        vq_span_set_str(&s, VQ_FIELD_USER_AGENT, big, sizeof(big));
+        vq_span_set_str(&s, VQ_FIELD_CONTENT_TYPE, big, sizeof(big));
+
+        for (a = 0; a < VQ_SPAN_MAX_ATTRS; a++) {
+            k[0] = 'k';
+            k[1] = (char) ('0' + a);
+            vq_span_add_attr(&s, k, 2, big, sizeof(big));
+        }
+
+        if (order == 1) {
+            for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                vq_span_set_str(&s, ids[i].field, ids[i].value,
+                                strlen(ids[i].value));
+            }
+        }
+
+        for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+            CHECK_STR(field(&s, ids[i].field), ids[i].value);
+            CHECK(!(s.h.truncated & (1u << ids[i].field)));
+        }
+
+        /* the long ones got what was left, and say so */
+        vq_span_str(&s, VQ_FIELD_PATH, &len);
+        CHECK(len > 0);
+        CHECK(s.h.truncated & (1u << VQ_FIELD_PATH));
+        CHECK(s.h.truncated & (1u << VQ_FIELD_NAME));
+        CHECK(vq_span_size(&s) <= VQ_SPAN_RECORD_MAX);
+        CHECK_INT(vq_span_validate(&s, vq_span_size(&s)), VQ_OK);
+    }
 }
 
 static void
@@ -143,6 +212,7 @@ main(void)
     test_fields();
     test_attrs();
     test_truncation();
+    test_hostile();
     test_validate();
 
     return check_summary("test_span");

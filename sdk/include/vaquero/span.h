@@ -112,6 +112,12 @@ void vq_span_init(vq_span_t *span, vq_span_kind_t kind);
 /*
  * Stores a string field.  Returns VQ_OK, VQ_ETRUNC when it was cut short,
  * VQ_EINVAL for a bad field.  Set each field at most once.
+ *
+ * Each field has a cap (a path 256 bytes, a query or user agent 192, a
+ * span name 128, a custom attribute's key 64 and value 192), and room for
+ * the short fields that identify a span (method, scheme, host, route,
+ * client address, protocol, request id) is held back until they are set:
+ * hostile or long values cannot empty a record.
  */
 int vq_span_set_str(vq_span_t *span, vq_span_field_t field,
     const char *s, size_t len);
