@@ -605,6 +605,12 @@ ngx_http_vaquero_upstream_spans(ngx_http_request_t *r,
         vq_span_set_str(&span, VQ_FIELD_ROUTE, (char *) a[i].upstream->data,
                         a[i].upstream->len);
 
+        if (ctx->tracestate.len) {
+            vq_span_set_str(&span, VQ_FIELD_TRACESTATE,
+                            (char *) ctx->tracestate.data,
+                            ctx->tracestate.len);
+        }
+
         ngx_http_vaquero_record(vmcf, &span, r->connection->log);
     }
 

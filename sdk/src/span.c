@@ -15,6 +15,7 @@
  * always fit, whatever order the fields are set in (DESIGN 6).
  */
 #define ID  0x8000          /* identifying: always fits */
+#define WH  0x4000          /* whole or not at all: a cut one is invalid */
 
 static const uint16_t  field_cap[VQ_FIELD_COUNT] = {
     [VQ_FIELD_NAME]             = 128,
@@ -30,6 +31,7 @@ static const uint16_t  field_cap[VQ_FIELD_COUNT] = {
     [VQ_FIELD_CLIENT_ADDRESS]   = ID | 64,
     [VQ_FIELD_PROTOCOL_VERSION] = ID | 8,
     [VQ_FIELD_REQUEST_ID]       = ID | 64,
+    [VQ_FIELD_TRACESTATE]       = WH | 256,
 };
 
 #define VQ_ATTR_KEY_CAP    64
@@ -82,7 +84,7 @@ held_back(const vq_span_t *span, unsigned slot)
 
     for (f = 0; f < VQ_FIELD_COUNT; f++) {
         if ((field_cap[f] & ID) && f != slot && span->h.str[f].off == 0) {
-            held += field_cap[f] & ~ID;
+            held += field_cap[f] & ~(ID | WH);
         }
     }
 
@@ -124,11 +126,25 @@ int
 vq_span_set_str(vq_span_t *span, vq_span_field_t field, const char *s,
     size_t len)
 {
+    size_t  room, held;
+
     if ((unsigned) field >= VQ_FIELD_COUNT) {
         return VQ_EINVAL;
     }
 
-    return store(span, field, s, len, field_cap[field] & ~ID);
+    if (field_cap[field] & WH) {
+        room = VQ_SPAN_RECORD_MAX - span->h.size;
+        held = held_back(span, field);
+        room = room > held ? room - held : 0;
+
+        if (len > room || len > (size_t) (field_cap[field] & ~WH)) {
+            /* left unset, flagged: a reader sees no value rather than half */
+            span->h.truncated |= (uint32_t) 1 << field;
+            return VQ_ETRUNC;
+        }
+    }
+
+    return store(span, field, s, len, field_cap[field] & ~(ID | WH));
 }
 
 int

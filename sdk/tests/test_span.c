@@ -99,6 +99,17 @@ test_truncation(void)
     CHECK_INT(len, 255);
     big[255] = 'a';
     big[256] = 'a';
+
+    /* a tracestate is whole or not there: a cut one would be invalid */
+    vq_span_init(&s, VQ_SPAN_SERVER);
+    CHECK_INT(vq_span_set_str(&s, VQ_FIELD_TRACESTATE, "ot=th:8,a=1", 11),
+              VQ_OK);
+    CHECK_STR(field(&s, VQ_FIELD_TRACESTATE), "ot=th:8,a=1");
+    vq_span_init(&s, VQ_SPAN_SERVER);
+    CHECK_INT(vq_span_set_str(&s, VQ_FIELD_TRACESTATE, big, 300), VQ_ETRUNC);
+    CHECK(s.h.str[VQ_FIELD_TRACESTATE].off == 0);
+    CHECK(s.h.truncated & (1u << VQ_FIELD_TRACESTATE));
+    CHECK_INT(vq_span_size(&s), sizeof(vq_span_head_t));
 }
 
 /*

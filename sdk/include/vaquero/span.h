@@ -62,6 +62,7 @@ typedef enum {
     VQ_FIELD_CLIENT_ADDRESS,
     VQ_FIELD_PROTOCOL_VERSION,
     VQ_FIELD_REQUEST_ID,
+    VQ_FIELD_TRACESTATE,      /* as sent downstream; whole or not at all */
     VQ_FIELD_COUNT
 } vq_span_field_t;
 
