@@ -9,6 +9,7 @@
 #   make fuzz       the fuzz targets under libFuzzer, FUZZ_SECONDS each (needs clang)
 #   make bench      wrk A/B: nginx with tracing off and on, interleaved
 #   make bench-exporter  spans per second of one exporter thread (loopback)
+#   make bench-encode    spans per second and bytes per span of each encoder
 
 SHELL       := /bin/bash
 NGINX_SRC   ?= /usr/share/nginx/src
@@ -19,15 +20,16 @@ PYTHON      := /usr/bin/python3
 
 DEB_PACKAGES := gcc make perl nginx nginx-dev libcurl4-openssl-dev \
                 libjansson-dev libpcre2-dev libssl-dev zlib1g-dev \
-                python3-fastapi python3-uvicorn curl wrk
+                python3-fastapi python3-uvicorn curl wrk \
+                protobuf-compiler python3-protobuf
 
 CFLAGS      ?= -O2 -g
 SDK_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror $(CFLAGS) -Isdk/include
 SDK_SRCS    := $(wildcard sdk/src/*.c)
 SDK_HDRS    := $(wildcard sdk/include/vaquero/*.h sdk/src/*.h)
-SDK_TESTS   := ids tracecontext sampler span queue encode exporter
+SDK_TESTS   := ids tracecontext sampler span queue encode otlp exporter
 SDK_TEST_BINS := $(SDK_TESTS:%=$(BUILD)/sdk/test_%)
-SDK_FUZZERS := span tracecontext sampler
+SDK_FUZZERS := span tracecontext sampler otlp
 FUZZ_SECONDS ?= 60
 MODULE_SRCS := $(wildcard ngx_vaquero_module/*.c ngx_vaquero_module/*.h)
 
@@ -38,7 +40,8 @@ SAN_MODULE  := $(SAN_BUILD)/ngx_http_vaquero_module.so
 SAN_SDK_BINS := $(SDK_TESTS:%=$(SAN_BUILD)/sdk/test_%) \
                 $(SDK_FUZZERS:%=$(SAN_BUILD)/sdk/fuzz_%)
 
-.PHONY: all deps sdk-test fuzz test test-sanitize demo bench bench-exporter clean
+.PHONY: all deps sdk-test fuzz test test-sanitize demo bench bench-exporter \
+        bench-encode clean
 
 all: $(MODULE)
 
@@ -137,6 +140,14 @@ demo: deps
 $(BUILD)/sdk/bench_exporter: sdk/bench/bench_exporter.c $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/sdk
 	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -lpthread
+
+$(BUILD)/sdk/bench_encode: sdk/bench/bench_encode.c $(SDK_SRCS) $(SDK_HDRS)
+	@mkdir -p $(BUILD)/sdk
+	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread
+
+# spans per second and bytes per span of each encoder, one core
+bench-encode: $(BUILD)/sdk/bench_encode
+	$(BUILD)/sdk/bench_encode
 
 # what tracing costs nginx: wrk A/B, interleaved (needs wrk)
 bench: all

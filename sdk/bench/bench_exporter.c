@@ -108,6 +108,7 @@ main(int argc, char **argv)
 
     /* the encoder alone */
 
+    memset(&res, 0, sizeof(res));
     res.service_name = "nginx";
     res.project_id = "proj";
     res.environment = "production";

@@ -3,6 +3,7 @@
  * buffer, so that writers can append without checking every call.
  */
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,12 @@ vq_buf_grow(vq_buf_t *b, size_t more)
 
     if (b->cap - b->len >= more) {
         return VQ_OK;
+    }
+
+    /* more than half the address space: no doubling reaches it */
+    if (more > SIZE_MAX / 4 - b->len) {
+        b->failed = 1;
+        return VQ_ENOMEM;
     }
 
     cap = b->cap ? b->cap : 4096;

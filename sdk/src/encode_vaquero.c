@@ -71,6 +71,25 @@ vq_format_iso_time(int64_t unix_us, char *out)
     out[26] = 'Z';
 }
 
+/*
+ * end - start, 0 if negative; without overflow for any record, however
+ * damaged (times are int64 and may be anything in a hostile record).
+ */
+static int64_t
+duration_us(const vq_span_t *span)
+{
+    if (span->h.end_us <= span->h.start_us) {
+        return 0;
+    }
+
+    if (span->h.start_us < 0 && span->h.end_us > INT64_MAX + span->h.start_us)
+    {
+        return INT64_MAX;
+    }
+
+    return span->h.end_us - span->h.start_us;
+}
+
 /* gmtime_r() once per second of timestamps, not once per timestamp */
 static void
 write_time(vq_buf_t *b, iso_cache_t *cache, int64_t unix_us)
@@ -265,7 +284,7 @@ write_client_attributes(vq_buf_t *b, const vq_span_t *span)
     write_ms_attr(b, "connect_time_ms", span->h.connect_ms);
     write_ms_attr(b, "header_time_ms", span->h.header_ms);
     vq_json_lit(b, ",\"response_time_ms\":");
-    vq_json_milli(b, span->h.end_us - span->h.start_us);
+    vq_json_milli(b, duration_us(span));
 
     vq_json_lit(b, ",\"bytes_sent\":");
     vq_json_int(b, span->h.request_body_size);
@@ -287,7 +306,7 @@ write_attributes(vq_buf_t *b, const vq_span_t *span)
     vq_json_int(b, span->h.status_code);
 
     vq_json_lit(b, ",\"response_time_ms\":");
-    vq_json_milli(b, span->h.end_us - span->h.start_us);
+    vq_json_milli(b, duration_us(span));
 
     write_str_attr(b, "method", span, VQ_FIELD_METHOD);
     write_url(b, span);
@@ -319,12 +338,35 @@ write_attributes(vq_buf_t *b, const vq_span_t *span)
     vq_json_lit(b, "}");
 }
 
+/* a captured header's values, one per line in the record: "a, b" */
+static void
+write_lines(vq_buf_t *b, const char *s, size_t len)
+{
+    const char  *nl, *end;
+
+    vq_json_lit(b, "\"");
+
+    for (end = s + len; ; s = nl + 1) {
+        nl = memchr(s, '\n', end - s);
+        vq_json_escape(b, s, (nl ? nl : end) - s);
+
+        if (nl == NULL) {
+            break;
+        }
+
+        vq_json_lit(b, ", ");
+    }
+
+    vq_json_lit(b, "\"");
+}
+
 static void
 write_tags(vq_buf_t *b, const vq_span_t *span)
 {
     const char  *s;
     size_t       len;
     unsigned     i;
+    int          header;
 
     vq_json_lit(b, "{");
 
@@ -336,8 +378,17 @@ write_tags(vq_buf_t *b, const vq_span_t *span)
         s = vq_span_attr_key(span, i, &len);
         vq_json_string(b, s, len);
         vq_json_lit(b, ":");
+
+        header = (len > 20 && memcmp(s, "http.request.header.", 20) == 0)
+                 || (len > 21 && memcmp(s, "http.response.header.", 21) == 0);
+
         s = vq_span_attr_value(span, i, &len);
-        vq_json_string(b, s, len);
+
+        if (header) {
+            write_lines(b, s, len);
+        } else {
+            vq_json_string(b, s, len);
+        }
     }
 
     if (span->h.truncated) {
@@ -372,8 +423,7 @@ write_common(vq_buf_t *b, iso_cache_t *cache, const vq_span_t *span)
     vq_json_lit(b, ",\"end_time\":");
     write_time(b, cache, span->h.end_us);
     vq_json_lit(b, ",\"duration_ms\":");
-    vq_json_int(b, span->h.end_us > span->h.start_us
-                   ? (span->h.end_us - span->h.start_us) / 1000 : 0);
+    vq_json_int(b, duration_us(span) / 1000);
 
     if (span->h.flags & VQ_SPAN_ERROR) {
         vq_json_lit(b, ",\"status\":\"failed\"");

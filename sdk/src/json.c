@@ -210,3 +210,95 @@ vq_json_milli(vq_buf_t *b, int64_t v)
     frac[3] = (char) ('0' + v % 10);
     vq_buf_append(b, frac, 4);
 }
+
+
+/* Whether any of the 8 bytes at s is NUL or 0x80 and above. */
+static inline int
+odd8(const unsigned char *s)
+{
+    uint64_t  x;
+
+    memcpy(&x, s, 8);
+
+    return vq_utf8_odd8(x) != 0;
+}
+
+size_t
+vq_utf8_repaired_len(const char *str, size_t len)
+{
+    const unsigned char  *s = (const unsigned char *) str;
+    const unsigned char  *end = s + len;
+    size_t                grown, n;
+
+    grown = 0;
+
+    while (s < end) {
+        while (end - s >= 8 && !odd8(s)) {
+            s += 8;
+        }
+
+        if (s == end) {
+            break;
+        }
+
+        if (*s != 0 && *s < 0x80) {
+            s++;
+            continue;
+        }
+
+        n = *s ? utf8_seq_len(s, end - s) : 0;
+
+        if (n == 0) {
+            grown += 2;         /* one byte becomes the 3 of U+FFFD */
+            s++;
+
+        } else {
+            s += n;
+        }
+    }
+
+    return len + grown;
+}
+
+size_t
+vq_utf8_repair(char *dst, const char *str, size_t len)
+{
+    const unsigned char  *s = (const unsigned char *) str;
+    const unsigned char  *end = s + len;
+    const unsigned char  *run;
+    char                 *p = dst;
+    size_t                n;
+
+    while (s < end) {
+        run = s;
+
+        while (end - s >= 8 && !odd8(s)) {
+            s += 8;
+        }
+
+        while (s < end && *s != 0 && *s < 0x80) {
+            s++;
+        }
+
+        memcpy(p, run, s - run);
+        p += s - run;
+
+        if (s == end) {
+            break;
+        }
+
+        n = *s ? utf8_seq_len(s, end - s) : 0;
+
+        if (n == 0) {
+            *p++ = (char) 0xef; *p++ = (char) 0xbf; *p++ = (char) 0xbd;
+            s++;
+
+        } else {
+            memcpy(p, s, n);
+            p += n;
+            s += n;
+        }
+    }
+
+    return p - dst;
+}

@@ -17,7 +17,8 @@
 #include <vaquero/vaquero.h>
 
 static const vq_resource_t  res = {
-    "nginx", "proj", "production", "fuzz", VQ_VERSION
+    .service_name = "nginx", .project_id = "proj", .environment = "production",
+    .hostname = "fuzz", .sdk_version = VQ_VERSION,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
