@@ -179,6 +179,20 @@ static ngx_command_t  ngx_http_vaquero_commands[] = {
       0,
       NULL },
 
+    { ngx_string("vaquero_capture_request_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_vaquero_capture_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vaquero_capture_response_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_vaquero_capture_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      1,
+      NULL },
+
     { ngx_string("vaquero_trace_context"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_vaquero_set_enum,
@@ -856,6 +870,8 @@ ngx_http_vaquero_create_loc_conf(ngx_conf_t *cf)
      */
 
     vlcf->enable = NGX_CONF_UNSET;
+    vlcf->capture_request = NGX_CONF_UNSET_PTR;
+    vlcf->capture_response = NGX_CONF_UNSET_PTR;
     vlcf->trace_context = NGX_CONF_UNSET_UINT;
     vlcf->upstream_spans = NGX_CONF_UNSET;
     vlcf->sample_threshold = NGX_HTTP_VAQUERO_NO_RATIO;
@@ -873,6 +889,9 @@ ngx_http_vaquero_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_vaquero_loc_conf_t  *prev = parent;
     ngx_http_vaquero_loc_conf_t  *conf = child;
 
+    ngx_uint_t                     n;
+    ngx_http_vaquero_main_conf_t  *vmcf;
+
     if (conf->enable == NGX_CONF_UNSET && conf->enable_value == NULL) {
         conf->enable = prev->enable;
         conf->enable_value = prev->enable_value;
@@ -888,6 +907,37 @@ ngx_http_vaquero_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->attributes == NULL) {
         conf->attributes = prev->attributes;
+    }
+
+    ngx_conf_merge_ptr_value(conf->capture_request, prev->capture_request,
+                             NULL);
+    ngx_conf_merge_ptr_value(conf->capture_response, prev->capture_response,
+                             NULL);
+
+    n = (conf->attributes ? conf->attributes->nelts : 0)
+        + (conf->capture_request ? conf->capture_request->nelts : 0)
+        + (conf->capture_response ? conf->capture_response->nelts : 0);
+
+    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_vaquero_module);
+
+    if (vmcf->mode == NGX_HTTP_VAQUERO_DEVELOPMENT
+        && n < VQ_SPAN_MAX_ATTRS
+        && ngx_http_vaquero_capture_defaults(cf, conf, VQ_SPAN_MAX_ATTRS - n)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    n = (conf->attributes ? conf->attributes->nelts : 0)
+        + (conf->capture_request ? conf->capture_request->nelts : 0)
+        + (conf->capture_response ? conf->capture_response->nelts : 0);
+
+    if (n > VQ_SPAN_MAX_ATTRS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many \"vaquero_attribute\" and captured "
+                           "headers in a location: %ui, at most %d",
+                           n, VQ_SPAN_MAX_ATTRS);
+        return NGX_CONF_ERROR;
     }
 
     ngx_conf_merge_uint_value(conf->trace_context, prev->trace_context,

@@ -8,6 +8,7 @@
  *   ngx_http_vaquero_propagate.c  W3C trace context in and out
  *   ngx_http_vaquero_upstream.c   a client span per upstream attempt
  *   ngx_http_vaquero_span.c       the server span, in the log phase
+ *   ngx_http_vaquero_headers.c    captured headers, credentials redacted
  *   ngx_http_vaquero_variables.c  the $vaquero_* variables
  *   ngx_http_vaquero_status.c     the vaquero_status page
  *   ngx_http_vaquero_zone.c       the shared zone that holds the queue
@@ -82,12 +83,22 @@ typedef struct {
 } ngx_http_vaquero_attr_t;
 
 
+/* a captured header: "http.request.header.<name>" */
+typedef struct {
+    ngx_str_t                   key;
+    ngx_str_t                   name;           /* lowercase, in key */
+    ngx_uint_t                  redact;
+} ngx_http_vaquero_capture_t;
+
+
 typedef struct {
     ngx_int_t                   enable;         /* 1, 0, or unset */
     ngx_http_complex_value_t   *enable_value;   /* vaquero $var; */
     ngx_str_t                   agent_name;
     ngx_http_complex_value_t   *span_name;
     ngx_array_t                *attributes;     /* ngx_http_vaquero_attr_t */
+    ngx_array_t                *capture_request;    /* ..._capture_t */
+    ngx_array_t                *capture_response;
     ngx_uint_t                  trace_context;
     ngx_flag_t                  upstream_spans;
 
@@ -159,6 +170,14 @@ ngx_uint_t ngx_http_vaquero_upstream_failed(ngx_http_request_t *r,
 
 /* ngx_http_vaquero_span.c */
 ngx_int_t ngx_http_vaquero_log_handler(ngx_http_request_t *r);
+
+/* ngx_http_vaquero_headers.c */
+char *ngx_http_vaquero_capture_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_vaquero_capture_defaults(ngx_conf_t *cf,
+    ngx_http_vaquero_loc_conf_t *vlcf, ngx_uint_t free);
+void ngx_http_vaquero_capture(ngx_http_request_t *r,
+    ngx_http_vaquero_loc_conf_t *vlcf, vq_span_t *span);
 
 /* ngx_http_vaquero_status.c */
 char *ngx_http_vaquero_set_status(ngx_conf_t *cf, ngx_command_t *cmd,

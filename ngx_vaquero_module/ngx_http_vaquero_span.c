@@ -291,6 +291,7 @@ ngx_http_vaquero_build_span(ngx_http_request_t *r, ngx_http_vaquero_ctx_t *ctx,
     }
 
     ngx_http_vaquero_set_attributes(r, vlcf, span);
+    ngx_http_vaquero_capture(r, vlcf, span);
 
     if (ctx->tracestate.len) {
         ngx_http_vaquero_set(span, VQ_FIELD_TRACESTATE, &ctx->tracestate);
