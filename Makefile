@@ -7,7 +7,10 @@
 #   make demo       deps, build, FastAPI behind nginx with the module, traces shown
 #   make sdk-test   the SDK unit tests alone (and the fuzz targets on generated inputs)
 #   make fuzz       the fuzz targets under libFuzzer, FUZZ_SECONDS each (needs clang)
-#   make bench      wrk A/B: nginx with tracing off and on, interleaved
+#   make bench      what tracing costs nginx: wrk, 2 scenarios x 8 variants,
+#                   interleaved rounds, spans counted by a sink (tools/bench.py)
+#   make bench-micro     ns per operation of the request path's pieces, and
+#                        the encoders' spans per second (one core)
 #   make bench-exporter  spans per second of one exporter thread (loopback)
 #   make bench-encode    spans per second and bytes per span of each encoder
 
@@ -41,7 +44,7 @@ SAN_SDK_BINS := $(SDK_TESTS:%=$(SAN_BUILD)/sdk/test_%) \
                 $(SDK_FUZZERS:%=$(SAN_BUILD)/sdk/fuzz_%)
 
 .PHONY: all deps sdk-test fuzz test test-sanitize demo bench bench-exporter \
-        bench-encode clean
+        bench-encode bench-micro clean
 
 all: $(MODULE)
 
@@ -145,12 +148,33 @@ $(BUILD)/sdk/bench_encode: sdk/bench/bench_encode.c $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/sdk
 	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread
 
+# the request path's pieces: ns per operation, heap allocations counted
+$(BUILD)/sdk/bench_micro: sdk/bench/bench_micro.c $(SDK_SRCS) $(SDK_HDRS)
+	@mkdir -p $(BUILD)/sdk
+	$(CC) $(SDK_CFLAGS) -DVQ_BENCH_COUNT_ALLOCS -o $@ $< $(SDK_SRCS) \
+	    -lcurl -ljansson -lpthread \
+	    -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign
+
+# make bench's span sink, and the proof that it counts exactly
+$(BUILD)/sdk/bench_sink: sdk/bench/bench_sink.c
+	@mkdir -p $(BUILD)/sdk
+	$(CC) $(SDK_CFLAGS) -o $@ $< -lz
+
+$(BUILD)/sdk/bench_sink_check: sdk/bench/bench_sink_check.c \
+        sdk/bench/bench_sink.c $(SDK_SRCS) $(SDK_HDRS)
+	@mkdir -p $(BUILD)/sdk
+	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread -lz
+
 # spans per second and bytes per span of each encoder, one core
 bench-encode: $(BUILD)/sdk/bench_encode
 	$(BUILD)/sdk/bench_encode
 
-# what tracing costs nginx: wrk A/B, interleaved (needs wrk)
-bench: all
+bench-micro: $(BUILD)/sdk/bench_micro $(BUILD)/sdk/bench_encode
+	$(BUILD)/sdk/bench_micro
+	$(BUILD)/sdk/bench_encode
+
+# what tracing costs nginx: wrk, interleaved rounds, spans counted (needs wrk)
+bench: all $(BUILD)/sdk/bench_sink $(BUILD)/sdk/bench_sink_check
 	$(PYTHON) tools/bench.py
 
 # one exporter thread's throughput to a loopback collector

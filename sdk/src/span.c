@@ -17,20 +17,32 @@
 #define ID  0x8000          /* identifying: always fits */
 #define WH  0x4000          /* whole or not at all: a cut one is invalid */
 
+#define CAP_METHOD      32
+#define CAP_SCHEME      8
+#define CAP_HOST        128
+#define CAP_ROUTE       128
+#define CAP_CLIENT      64
+#define CAP_PROTOCOL    8
+#define CAP_REQUEST_ID  64
+
+/* all the identifying fields together: below it, nothing is held back */
+#define CAP_IDENTIFYING  (CAP_METHOD + CAP_SCHEME + CAP_HOST + CAP_ROUTE     \
+                          + CAP_CLIENT + CAP_PROTOCOL + CAP_REQUEST_ID)
+
 static const uint16_t  field_cap[VQ_FIELD_COUNT] = {
     [VQ_FIELD_NAME]             = 128,
     [VQ_FIELD_AGENT_NAME]       = 64,
-    [VQ_FIELD_METHOD]           = ID | 32,
-    [VQ_FIELD_SCHEME]           = ID | 8,
-    [VQ_FIELD_HOST]             = ID | 128,
+    [VQ_FIELD_METHOD]           = ID | CAP_METHOD,
+    [VQ_FIELD_SCHEME]           = ID | CAP_SCHEME,
+    [VQ_FIELD_HOST]             = ID | CAP_HOST,
     [VQ_FIELD_PATH]             = 256,
     [VQ_FIELD_QUERY]            = 192,
-    [VQ_FIELD_ROUTE]            = ID | 128,
+    [VQ_FIELD_ROUTE]            = ID | CAP_ROUTE,
     [VQ_FIELD_USER_AGENT]       = 192,
     [VQ_FIELD_CONTENT_TYPE]     = 96,
-    [VQ_FIELD_CLIENT_ADDRESS]   = ID | 64,
-    [VQ_FIELD_PROTOCOL_VERSION] = ID | 8,
-    [VQ_FIELD_REQUEST_ID]       = ID | 64,
+    [VQ_FIELD_CLIENT_ADDRESS]   = ID | CAP_CLIENT,
+    [VQ_FIELD_PROTOCOL_VERSION] = ID | CAP_PROTOCOL,
+    [VQ_FIELD_REQUEST_ID]       = ID | CAP_REQUEST_ID,
     [VQ_FIELD_TRACESTATE]       = WH | 256,
 };
 
@@ -97,8 +109,12 @@ store(vq_span_t *span, unsigned slot, const char *s, size_t len, size_t cap)
     size_t  room, held, n;
 
     room = VQ_SPAN_RECORD_MAX - span->h.size;
-    held = held_back(span, slot);
-    room = room > held ? room - held : 0;
+
+    /* the common case, room for this and every identifying field: no count */
+    if (room < len + CAP_IDENTIFYING) {
+        held = held_back(span, slot);
+        room = room > held ? room - held : 0;
+    }
 
     if (room > cap) {
         room = cap;
