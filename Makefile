@@ -30,7 +30,7 @@ CFLAGS      ?= -O2 -g
 SDK_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror $(CFLAGS) -Isdk/include
 SDK_SRCS    := $(wildcard sdk/src/*.c)
 SDK_HDRS    := $(wildcard sdk/include/vaquero/*.h sdk/src/*.h)
-SDK_TESTS   := ids tracecontext sampler span queue encode otlp exporter
+SDK_TESTS   := ids tracecontext sampler span queue encode otlp exporter resources
 SDK_TEST_BINS := $(SDK_TESTS:%=$(BUILD)/sdk/test_%)
 SDK_FUZZERS := span tracecontext sampler otlp
 FUZZ_SECONDS ?= 60
@@ -69,9 +69,10 @@ $(NGX_BUILD)/objs/Makefile: config
 	    ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
 	        --builddir=objs > ../configure.log
 
+# installed as a new file, never over the old one: a running nginx maps it
 $(MODULE): $(NGX_BUILD)/objs/Makefile $(SDK_SRCS) $(SDK_HDRS) $(MODULE_SRCS)
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/ngx_http_vaquero_module.so $@
+	cp $(NGX_BUILD)/objs/ngx_http_vaquero_module.so $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/sdk/test_%: sdk/tests/test_%.c sdk/tests/*.h $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/sdk
@@ -108,7 +109,7 @@ $(SAN_BUILD)/nginx/objs/Makefile: config
 
 $(SAN_MODULE): $(SAN_BUILD)/nginx/objs/Makefile $(SDK_SRCS) $(SDK_HDRS) $(MODULE_SRCS)
 	$(MAKE) -C $(SAN_BUILD)/nginx -f objs/Makefile modules
-	cp $(SAN_BUILD)/nginx/objs/ngx_http_vaquero_module.so $@
+	cp $(SAN_BUILD)/nginx/objs/ngx_http_vaquero_module.so $@.tmp && mv -f $@.tmp $@
 
 $(SAN_BUILD)/sdk/test_%: sdk/tests/test_%.c sdk/tests/*.h $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(SAN_BUILD)/sdk

@@ -3,6 +3,15 @@
  * "master_process off"): started with the configuration of a cycle,
  * stopped within vaquero_shutdown_timeout.  The thread never calls nginx;
  * what it has to say reaches the error log through the process timer.
+ *
+ * Across "nginx -s reload" the old workers' exporters and the new ones
+ * share the queues (ngx_http_vaquero_zone.c).  Each sends only spans of
+ * its own configuration or earlier ones, each with the resource of the
+ * configuration that recorded it; once the new workers have claimed a
+ * queue, the old exporters take nothing more from it while they run, and
+ * when their worker exits they send what it held then, up to the first
+ * span of the new configuration (see vaquero/exporter.h).  A queue kept
+ * from an earlier queue size is emptied into this configuration's own.
  */
 
 #include "ngx_http_vaquero_module.h"
@@ -52,7 +61,10 @@ ngx_int_t
 ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle)
 {
     char                           err[256];
+    ngx_uint_t                     i;
     ngx_pool_t                    *pool;
+    vq_queue_t                    *queue;
+    vq_stats_t                    *stats;
     vq_exporter_conf_t             conf;
     ngx_http_vaquero_main_conf_t  *vmcf;
 
@@ -70,6 +82,9 @@ ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    /* before this process records anything: see zone_claim */
+    ngx_http_vaquero_zone_claim(vmcf);
+
     ngx_memzero(&conf, sizeof(vq_exporter_conf_t));
 
     conf.endpoint = ngx_http_vaquero_cstr(pool, &vmcf->endpoint);
@@ -82,6 +97,8 @@ ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle)
     conf.batch_size = (size_t) vmcf->batch_size;
     conf.flush_interval_ms = (unsigned) vmcf->flush_interval;
     conf.export_timeout_ms = (unsigned) vmcf->export_timeout;
+    conf.generation = vmcf->generation;
+    conf.resources = ngx_http_vaquero_zone_resources();
     ngx_http_vaquero_shutdown_timeout = vmcf->shutdown_timeout;
 
     ngx_http_vaquero_exporter = vq_exporter_create(&conf,
@@ -94,6 +111,17 @@ ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle)
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
                       "vaquero: cannot create the exporter: %s", err);
         return NGX_ERROR;
+    }
+
+    /* queues of earlier sizes, that old workers may still write to */
+    for (i = 0; (queue = ngx_http_vaquero_zone_kept(vmcf, i, &stats)); i++) {
+        if (vq_exporter_add_queue(ngx_http_vaquero_exporter, queue, stats)
+            != VQ_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                          "vaquero: too many span queues to drain");
+            break;
+        }
     }
 
     if (vq_exporter_start(ngx_http_vaquero_exporter) != VQ_OK) {
@@ -127,7 +155,7 @@ ngx_http_vaquero_exporter_stop(void)
         timeout = NGX_HTTP_VAQUERO_TERMINATE_TIMEOUT;
     }
 
-    /* sends what the queue holds, for vaquero_shutdown_timeout at most */
+    /* sends what the queues hold now, for vaquero_shutdown_timeout at most */
     vq_exporter_stop(ngx_http_vaquero_exporter, (unsigned) timeout);
     vq_exporter_destroy(ngx_http_vaquero_exporter);
 

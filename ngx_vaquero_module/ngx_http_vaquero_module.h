@@ -193,6 +193,10 @@ void ngx_http_vaquero_record(ngx_http_vaquero_main_conf_t *vmcf,
     vq_span_t *span, ngx_log_t *log);
 vq_queue_t *ngx_http_vaquero_zone_queue(ngx_http_vaquero_main_conf_t *vmcf);
 vq_stats_t *ngx_http_vaquero_zone_stats(ngx_http_vaquero_main_conf_t *vmcf);
+vq_queue_t *ngx_http_vaquero_zone_kept(ngx_http_vaquero_main_conf_t *vmcf,
+    ngx_uint_t i, vq_stats_t **stats);
+void ngx_http_vaquero_zone_claim(ngx_http_vaquero_main_conf_t *vmcf);
+vq_resources_t *ngx_http_vaquero_zone_resources(void);
 
 /* ngx_http_vaquero_exporter.c */
 ngx_int_t ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle);

@@ -136,6 +136,11 @@ ngx_http_vaquero_init_process(ngx_cycle_t *cycle)
                       "vaquero: cannot initialise libcurl, "
                       "spans wait in the queue for other processes");
 
+        /* with no exporter, still before this process records a span */
+        if (vmcf && vmcf->shm) {
+            ngx_http_vaquero_zone_claim(vmcf);
+        }
+
     } else {
         ngx_http_vaquero_library_ready = 1;
 

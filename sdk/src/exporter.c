@@ -1,5 +1,10 @@
 /*
  * The exporter thread: queue -> batch -> Vaquero JSON -> HTTP POST.
+ *
+ * A batch holds records of one resource (the table's entry for their
+ * generations): the first record that does not belong waits in the slot
+ * after the batch's and starts the next one.  Records of the other queues
+ * are moved into the exporter's own before they are sent.
  */
 
 #include <errno.h>
@@ -23,33 +28,51 @@
 #define VQ_TRANSFER_POLL_MS   50        /* deadline checks during a transfer */
 #define VQ_STALL_MS           1000      /* a claimed slot's writer has no pid */
 #define VQ_STALL_WARN_MS      10000     /* a live writer holds the queue head */
+#define VQ_MOVE_MAX           1024      /* records moved between two batches */
+
+typedef struct {
+    vq_queue_t           *queue;
+    vq_stats_t           *stats;
+    uint64_t              stalled_pos;      /* queue head seen stalled ... */
+    pid_t                 stalled_writer;   /* ... claimed by this pid ... */
+    int64_t               stalled_since;    /* ... since then (monotonic ms) */
+    int                   stalled_warned;
+    int                   superseded;       /* a later generation drains it */
+    int                   drained;          /* stopping: nothing more here */
+    uint64_t              end;              /* stopping: take only before it */
+} vq_source_t;
 
 struct vq_exporter_s {
     vq_exporter_conf_t    conf;
     char                 *url;
     char                  hostname[256];
-    vq_resource_t         res;
+    vq_resource_t         res;              /* the configuration's own */
+    vq_resources_t       *resources;        /* by generation, or NULL */
+    vq_resource_t         batch_res;        /* the batch's, when not res */
 
-    vq_queue_t           *queue;
-    vq_stats_t           *stats;
+    vq_source_t           sources[VQ_EXPORTER_MAX_QUEUES];  /* [0]: own */
+    size_t                nsources;
+    vq_span_t            *moving;           /* a record between two queues */
+    int                   draining;         /* stopping: the snapshot only */
+    int                   old_warned;
 
     CURLM                *multi;            /* owns the kept-alive connection */
     CURL                 *curl;
     struct curl_slist    *headers;
+    char                 *headers_project;  /* the X-Project-ID in headers */
     char                  curl_error[CURL_ERROR_SIZE];
     vq_buf_t              body;
 
-    vq_span_t            *batch;
+    vq_span_t            *batch;            /* batch_size + 1 records */
     const vq_span_t     **spans;
     size_t                count;
     size_t                encoded;          /* of count, in the last body */
+    const vq_resource_t  *entry;            /* the batch's resource */
+    int                   next;             /* batch[batch_size] holds the */
+    const vq_resource_t  *next_entry;       /*   next batch's first record */
     int64_t               batch_started;    /* monotonic ms */
     unsigned              failures;         /* consecutive */
     unsigned              seed;             /* backoff jitter */
-    uint64_t              stalled_pos;      /* queue head seen stalled ... */
-    pid_t                 stalled_writer;   /* ... claimed by this pid ... */
-    int64_t               stalled_since;    /* ... since then (monotonic ms) */
-    int                   stalled_warned;
 
     pthread_t             thread;
     int                   running;
@@ -156,6 +179,9 @@ add_header(vq_exporter_t *ex, const char *name, const char *value)
 
     snprintf(line, len, "%s: %s", name, value);
     list = curl_slist_append(ex->headers, line);
+
+    /* it may hold the key */
+    memset(line, 0, len);
     free(line);
 
     if (list == NULL) {
@@ -189,23 +215,73 @@ add_bearer(vq_exporter_t *ex)
     return rc;
 }
 
+static void
+free_headers(vq_exporter_t *ex)
+{
+    struct curl_slist  *h;
+
+    /* the Authorization line holds the key: do not leave copies around */
+    for (h = ex->headers; h; h = h->next) {
+        memset(h->data, 0, strlen(h->data));
+    }
+
+    curl_slist_free_all(ex->headers);
+    ex->headers = NULL;
+
+    free(ex->headers_project);
+    ex->headers_project = NULL;
+}
+
+static int
+same_string(const char *a, const char *b)
+{
+    return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
+/* The request headers, with X-Project-ID: project (none if NULL). */
+static int
+set_headers(vq_exporter_t *ex, const char *project)
+{
+    struct curl_slist  *list;
+
+    if (ex->headers && same_string(project, ex->headers_project)) {
+        return VQ_OK;
+    }
+
+    free_headers(ex);
+
+    if (add_header(ex, "Content-Type", "application/json") != VQ_OK
+        || add_header(ex, "User-Agent", ex->conf.user_agent) != VQ_OK
+        || (ex->conf.api_key && add_bearer(ex) != VQ_OK)
+        || (project && add_header(ex, "X-Project-ID", project) != VQ_OK)
+        || (project && (ex->headers_project = strdup(project)) == NULL))
+    {
+        free_headers(ex);
+        return VQ_ENOMEM;
+    }
+
+    /* no "Expect: 100-continue" round trip on large bodies */
+    list = curl_slist_append(ex->headers, "Expect:");
+    if (list == NULL) {
+        free_headers(ex);
+        return VQ_ENOMEM;
+    }
+
+    ex->headers = list;
+
+    if (ex->curl) {
+        curl_easy_setopt(ex->curl, CURLOPT_HTTPHEADER, ex->headers);
+    }
+
+    return VQ_OK;
+}
+
 static int
 setup_curl(vq_exporter_t *ex)
 {
     CURL  *c;
 
-    if (add_header(ex, "Content-Type", "application/json") != VQ_OK
-        || add_header(ex, "User-Agent", ex->conf.user_agent) != VQ_OK
-        || (ex->conf.api_key && add_bearer(ex) != VQ_OK)
-        || (ex->conf.project_id
-            && add_header(ex, "X-Project-ID", ex->conf.project_id) != VQ_OK))
-    {
-        return VQ_ENOMEM;
-    }
-
-    /* no "Expect: 100-continue" round trip on large bodies */
-    ex->headers = curl_slist_append(ex->headers, "Expect:");
-    if (ex->headers == NULL) {
+    if (set_headers(ex, ex->conf.project_id) != VQ_OK) {
         return VQ_ENOMEM;
     }
 
@@ -277,10 +353,8 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
     vq_buf_init(&ex->body);
 
     ex->conf = *conf;
-    ex->stalled_pos = VQ_QUEUE_NOT_STALLED;
     ex->seed = (unsigned) getpid() ^ (unsigned) monotonic_ms();
-    ex->queue = queue;
-    ex->stats = stats;
+    ex->conf.resources = NULL;
 
     ex->conf.endpoint = copy_string(conf->endpoint);
     ex->conf.api_key = copy_string(conf->api_key);
@@ -296,14 +370,20 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
     }
 
     ex->url = malloc(len + sizeof("/api/v1/traces/batch"));
-    ex->batch = malloc(conf->batch_size * sizeof(vq_span_t));
+    ex->batch = malloc((conf->batch_size + 1) * sizeof(vq_span_t));
     ex->spans = malloc(conf->batch_size * sizeof(vq_span_t *));
+    ex->moving = malloc(sizeof(vq_span_t));
+
+    if (conf->resources) {
+        ex->resources = vq_resources_copy(conf->resources);
+    }
 
     if (ex->conf.endpoint == NULL || ex->conf.service_name == NULL
         || ex->conf.environment == NULL || ex->conf.user_agent == NULL
         || (conf->api_key && ex->conf.api_key == NULL)
         || (conf->project_id && ex->conf.project_id == NULL)
-        || ex->url == NULL || ex->batch == NULL || ex->spans == NULL)
+        || ex->url == NULL || ex->batch == NULL || ex->spans == NULL
+        || ex->moving == NULL || (conf->resources && ex->resources == NULL))
     {
         snprintf(err, err_size, "out of memory");
         vq_exporter_destroy(ex);
@@ -330,7 +410,33 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
         return NULL;
     }
 
+    (void) vq_exporter_add_queue(ex, queue, stats);
+
     return ex;
+}
+
+int
+vq_exporter_add_queue(vq_exporter_t *ex, vq_queue_t *queue,
+    vq_stats_t *stats)
+{
+    vq_source_t  *s;
+
+    if (ex->running) {
+        return VQ_EINVAL;
+    }
+
+    if (ex->nsources == VQ_EXPORTER_MAX_QUEUES) {
+        return VQ_EFULL;
+    }
+
+    s = &ex->sources[ex->nsources++];
+
+    memset(s, 0, sizeof(vq_source_t));
+    s->queue = queue;
+    s->stats = stats;
+    s->stalled_pos = VQ_QUEUE_NOT_STALLED;
+
+    return VQ_OK;
 }
 
 void
@@ -352,7 +458,8 @@ vq_exporter_destroy(vq_exporter_t *ex)
         curl_multi_cleanup(ex->multi);
     }
 
-    curl_slist_free_all(ex->headers);
+    free_headers(ex);
+    vq_resources_destroy(ex->resources);
     vq_buf_free(&ex->body);
 
     free((char *) ex->conf.endpoint);
@@ -364,6 +471,7 @@ vq_exporter_destroy(vq_exporter_t *ex)
     free(ex->url);
     free(ex->batch);
     free(ex->spans);
+    free(ex->moving);
 
     pthread_mutex_destroy(&ex->lock);
     pthread_cond_destroy(&ex->cond);
@@ -423,18 +531,25 @@ perform(vq_exporter_t *ex)
 }
 
 
-/* The HTTP status, or 0 when there was no answer. */
+/*
+ * The HTTP status, or 0 when there was no answer.  Export requests count
+ * in the exporter's own queue's counters.
+ */
 static long
-post(vq_exporter_t *ex, const vq_span_t *const *spans, size_t n)
+post(vq_exporter_t *ex, const vq_resource_t *res,
+    const vq_span_t *const *spans, size_t n)
 {
-    CURLcode  rc;
-    long      status;
-    int       encoded;
+    CURLcode     rc;
+    long         status;
+    int          encoded;
+    vq_stats_t  *stats;
+
+    stats = ex->sources[0].stats;
 
     vq_buf_reset(&ex->body);
 
-    encoded = vq_encode_vaquero_batch(&ex->body, &ex->res, spans, n);
-    if (encoded < 0) {
+    encoded = vq_encode_vaquero_batch(&ex->body, res, spans, n);
+    if (encoded < 0 || set_headers(ex, res->project_id) != VQ_OK) {
         snprintf(ex->curl_error, sizeof(ex->curl_error),
                  "out of memory encoding a batch");
         return 0;
@@ -449,20 +564,20 @@ post(vq_exporter_t *ex, const vq_span_t *const *spans, size_t n)
     ex->curl_error[0] = '\0';
     rc = perform(ex);
 
-    vq_stats_add(&ex->stats->export_requests, 1);
+    vq_stats_add(&stats->export_requests, 1);
 
     if (rc != CURLE_OK) {
         if (ex->curl_error[0] == '\0') {
             snprintf(ex->curl_error, sizeof(ex->curl_error), "%s",
                      curl_easy_strerror(rc));
         }
-        vq_stats_set(&ex->stats->last_export_status, 0);
+        vq_stats_set(&stats->last_export_status, 0);
         return 0;
     }
 
     status = 0;
     curl_easy_getinfo(ex->curl, CURLINFO_RESPONSE_CODE, &status);
-    vq_stats_set(&ex->stats->last_export_status, (uint64_t) status);
+    vq_stats_set(&stats->last_export_status, (uint64_t) status);
 
     return status;
 }
@@ -472,7 +587,7 @@ vq_exporter_send(vq_exporter_t *ex, const vq_span_t *const *spans, size_t n)
 {
     long  status;
 
-    status = post(ex, spans, n);
+    status = post(ex, &ex->res, spans, n);
 
     return (status >= 200 && status < 300) ? VQ_OK : VQ_ERROR;
 }
@@ -521,32 +636,32 @@ idle(vq_exporter_t *ex, int64_t ms)
  * that is merely slow or stopped, whose record arrives when it goes on.
  */
 static void
-check_stalled(vq_exporter_t *ex)
+check_stalled(vq_exporter_t *ex, vq_source_t *s)
 {
     uint64_t  pos;
     int64_t   now;
     pid_t     writer;
 
-    pos = vq_queue_stalled(ex->queue, &writer);
+    pos = vq_queue_stalled(s->queue, &writer);
 
     if (pos == VQ_QUEUE_NOT_STALLED) {
-        ex->stalled_pos = VQ_QUEUE_NOT_STALLED;
+        s->stalled_pos = VQ_QUEUE_NOT_STALLED;
         return;
     }
 
     now = monotonic_ms();
 
-    if (pos != ex->stalled_pos || writer != ex->stalled_writer) {
+    if (pos != s->stalled_pos || writer != s->stalled_writer) {
         /* a live writer is done within microseconds: look again later */
-        ex->stalled_pos = pos;
-        ex->stalled_writer = writer;
-        ex->stalled_since = now;
-        ex->stalled_warned = 0;
+        s->stalled_pos = pos;
+        s->stalled_writer = writer;
+        s->stalled_since = now;
+        s->stalled_warned = 0;
         return;
     }
 
-    if (vq_queue_skip(ex->queue, pos,
-                      writer == 0 && now - ex->stalled_since >= VQ_STALL_MS)
+    if (vq_queue_skip(s->queue, pos,
+                      writer == 0 && now - s->stalled_since >= VQ_STALL_MS)
         == VQ_OK)
     {
         if (writer != 0) {
@@ -558,71 +673,250 @@ check_stalled(vq_exporter_t *ex)
                         "without a writer for %d ms (a worker killed while "
                         "recording a span?), one span lost", VQ_STALL_MS);
         }
-        ex->stalled_pos = VQ_QUEUE_NOT_STALLED;
+        s->stalled_pos = VQ_QUEUE_NOT_STALLED;
         return;
     }
 
-    if (writer != 0 && !ex->stalled_warned
-        && now - ex->stalled_since >= VQ_STALL_WARN_MS)
+    if (writer != 0 && !s->stalled_warned
+        && now - s->stalled_since >= VQ_STALL_WARN_MS)
     {
         /* a stopped worker, or its pid taken by another process */
         set_message(ex, "process %ld has held the span queue for %lld ms "
                     "while recording a span; spans wait behind it",
-                    (long) writer, (long long) (now - ex->stalled_since));
-        ex->stalled_warned = 1;
+                    (long) writer, (long long) (now - s->stalled_since));
+        s->stalled_warned = 1;
     }
 }
 
-/* Tops the batch up from the queue; returns how many records it took. */
+/*
+ * Whether records may be taken from a queue now: while the exporter runs,
+ * unless a later generation drains the queue; while it stops, until its
+ * drain of the queue is over.
+ */
+static int
+may_take(vq_exporter_t *ex, vq_source_t *s)
+{
+    if (ex->draining) {
+        return !s->drained;
+    }
+
+    if (!s->superseded
+        && vq_generation_after(vq_queue_generation(s->queue),
+                               ex->conf.generation))
+    {
+        s->superseded = 1;
+    }
+
+    return !s->superseded;
+}
+
+/*
+ * Pops the next record this exporter may send (or move) from a queue:
+ * VQ_OK, or VQ_EEMPTY when there is none.  Damaged records are dropped
+ * here.  A record of a later generation goes back for that generation's
+ * exporters, and this one is superseded on the queue (stopping: done
+ * with it).
+ */
+static int
+take(vq_exporter_t *ex, vq_source_t *s, vq_span_t *span)
+{
+    size_t  len;
+    int     rc;
+
+    for ( ;; ) {
+        if (ex->draining) {
+            rc = vq_queue_pop_before(s->queue, s->end, span,
+                                     sizeof(vq_span_t), &len);
+        } else {
+            rc = vq_queue_pop(s->queue, span, sizeof(vq_span_t), &len);
+        }
+
+        if (rc != VQ_OK) {
+            s->drained = ex->draining;
+            return VQ_EEMPTY;
+        }
+
+        if (vq_span_validate(span, len) != VQ_OK) {
+            /* only damaged shared memory has them */
+            vq_stats_add(&s->stats->spans_dropped_export_failed, 1);
+            continue;
+        }
+
+        if (!vq_generation_after(span->h.generation, ex->conf.generation)) {
+            return VQ_OK;
+        }
+
+        /*
+         * Every process raises the queue's generation to its own before
+         * it pushes a record (and the pop saw that push), so a generation
+         * later than the queue's is one that no configuration had.
+         */
+        if (!vq_generation_after(span->h.generation,
+                                 vq_queue_generation(s->queue)))
+        {
+            break;
+        }
+
+        vq_stats_add(&s->stats->spans_dropped_export_failed, 1);
+        set_message(ex, "dropped a span of generation %lu, which no "
+                    "configuration had (damaged shared memory?)",
+                    (unsigned long) span->h.generation);
+    }
+
+    s->superseded = 1;
+    s->drained = ex->draining;
+
+    rc = vq_queue_requeue(s->queue, span, vq_span_size(span));
+
+    if (rc != VQ_OK && rc != VQ_ESKIPPED) {
+        vq_stats_add(&s->stats->spans_dropped_export_failed, 1);
+    }
+
+    return VQ_EEMPTY;
+}
+
+/* The table's entry for a record's generation; NULL: the exporter's own. */
+static const vq_resource_t *
+resource_of(vq_exporter_t *ex, const vq_span_t *span)
+{
+    const vq_resource_t  *entry;
+
+    if (ex->resources == NULL) {
+        return NULL;
+    }
+
+    entry = vq_resources_find(ex->resources, span->h.generation);
+
+    if (entry == NULL && !ex->old_warned) {
+        set_message(ex, "spans of a configuration older than the last %d "
+                    "go with this one's service name, project and "
+                    "environment", VQ_RESOURCES_MAX);
+        ex->old_warned = 1;
+    }
+
+    return entry;
+}
+
+/* An empty batch gets the record that ended the last one, or the next. */
+static size_t
+start_batch(vq_exporter_t *ex)
+{
+    vq_span_t    *next;
+    vq_source_t  *own;
+
+    own = &ex->sources[0];
+
+    if (ex->next) {
+        next = &ex->batch[ex->conf.batch_size];
+        memcpy(&ex->batch[0], next, vq_span_size(next));
+        ex->entry = ex->next_entry;
+        ex->next = 0;
+
+    } else {
+        if (!may_take(ex, own)) {
+            return 0;
+        }
+
+        if (take(ex, own, &ex->batch[0]) != VQ_OK) {
+            check_stalled(ex, own);
+            return 0;
+        }
+
+        ex->entry = resource_of(ex, &ex->batch[0]);
+    }
+
+    ex->spans[0] = &ex->batch[0];
+    ex->count = 1;
+    ex->batch_started = monotonic_ms();
+
+    return 1;
+}
+
+/*
+ * Tops the batch up from the exporter's queue, with records of its
+ * resource; returns how many records it took.
+ */
 static size_t
 fill_batch(vq_exporter_t *ex)
 {
-    size_t  taken, len;
+    size_t                taken;
+    vq_span_t            *span;
+    vq_source_t          *own;
+    const vq_resource_t  *entry;
 
+    own = &ex->sources[0];
     taken = 0;
 
-    while (ex->count < ex->conf.batch_size) {
-        if (vq_queue_pop(ex->queue, &ex->batch[ex->count], sizeof(vq_span_t),
-                         &len)
-            != VQ_OK)
-        {
+    if (ex->count == 0) {
+        taken = start_batch(ex);
+        if (taken == 0) {
+            return 0;
+        }
+    }
+
+    while (ex->count < ex->conf.batch_size && !ex->next && may_take(ex, own)) {
+        span = &ex->batch[ex->count];
+
+        if (take(ex, own, span) != VQ_OK) {
             if (taken == 0) {
-                check_stalled(ex);
+                check_stalled(ex, own);
             }
             break;
         }
 
-        (void) len;     /* the encoder checks every record */
+        taken++;
+        entry = resource_of(ex, span);
 
-        if (ex->count == 0) {
-            ex->batch_started = monotonic_ms();
+        if (entry != ex->entry) {
+            /* another configuration's: it starts the next batch */
+            memcpy(&ex->batch[ex->conf.batch_size], span, vq_span_size(span));
+            ex->next = 1;
+            ex->next_entry = entry;
+            break;
         }
 
-        ex->spans[ex->count] = &ex->batch[ex->count];
-        ex->count++;
-        taken++;
+        ex->spans[ex->count++] = span;
     }
 
     return taken;
 }
 
+static const vq_resource_t *
+batch_resource(vq_exporter_t *ex)
+{
+    if (ex->entry == NULL) {
+        return &ex->res;
+    }
+
+    /* what the table keeps is its generation's; the rest is ours */
+    ex->batch_res = *ex->entry;
+    ex->batch_res.hostname = ex->hostname;
+    ex->batch_res.sdk_version = VQ_VERSION;
+
+    return &ex->batch_res;
+}
+
 /*
  * One attempt to send the batch.  Returns 0 when the batch is done with
  * (sent, or refused for good), or the backoff in ms before the next try.
+ * Its spans count in the counters of the queue they came from.
  */
 static int64_t
 send_batch(vq_exporter_t *ex)
 {
-    long      status;
-    unsigned  shift;
-    int64_t   backoff;
+    long         status;
+    unsigned     shift;
+    int64_t      backoff;
+    vq_stats_t  *stats;
 
-    status = post(ex, ex->spans, ex->count);
+    stats = ex->sources[0].stats;
+
+    status = post(ex, batch_resource(ex), ex->spans, ex->count);
 
     if (status >= 200 && status < 300) {
         /* records the encoder refused: only damaged shared memory has them */
-        vq_stats_add(&ex->stats->spans_exported, ex->encoded);
-        vq_stats_add(&ex->stats->spans_dropped_export_failed,
+        vq_stats_add(&stats->spans_exported, ex->encoded);
+        vq_stats_add(&stats->spans_dropped_export_failed,
                      ex->count - ex->encoded);
 
         if (ex->failures) {
@@ -634,11 +928,11 @@ send_batch(vq_exporter_t *ex)
         return 0;
     }
 
-    vq_stats_add(&ex->stats->export_failures, 1);
+    vq_stats_add(&ex->sources[0].stats->export_failures, 1);
 
     if (status >= 400 && status < 500 && status != 408 && status != 429) {
         /* the collector will not take this batch whatever we do */
-        vq_stats_add(&ex->stats->spans_dropped_export_failed, ex->count);
+        vq_stats_add(&stats->spans_dropped_export_failed, ex->count);
         set_message(ex, "export to %s refused with HTTP %ld, "
                     "%zu spans dropped", ex->url, status, ex->count);
         ex->failures = 0;
@@ -654,7 +948,7 @@ send_batch(vq_exporter_t *ex)
                     ex->curl_error);
     }
 
-    vq_stats_add(&ex->stats->export_retries, 1);
+    vq_stats_add(&ex->sources[0].stats->export_retries, 1);
 
     shift = ex->failures < 7 ? ex->failures : 7;
     ex->failures++;
@@ -669,27 +963,90 @@ send_batch(vq_exporter_t *ex)
 }
 
 /*
- * On the way out: what could not be sent goes back for the next workers.
- * A span that does not fit any more is dropped here, and counted here
- * only: a requeue is not a refusal on the request path (queue_full), and
- * a requeue the queue gave up (VQ_ESKIPPED) the queue counts as skipped.
+ * A record taken and not sent goes back to its queue.  One that does not
+ * fit any more is dropped here, and counted here only: a requeue is not a
+ * refusal on the request path (queue_full), and a requeue the queue gave
+ * up (VQ_ESKIPPED) the queue counts as skipped.
  */
+static void
+put_back(vq_source_t *s, const vq_span_t *span)
+{
+    int  rc;
+
+    rc = vq_queue_requeue(s->queue, span, vq_span_size(span));
+
+    if (rc != VQ_OK && rc != VQ_ESKIPPED) {
+        vq_stats_add(&s->stats->spans_dropped_export_failed, 1);
+    }
+}
+
+/* On the way out: what could not be sent goes back for the next workers. */
 static void
 return_batch(vq_exporter_t *ex)
 {
     size_t  i;
-    int     rc;
 
     for (i = 0; i < ex->count; i++) {
-        rc = vq_queue_requeue(ex->queue, ex->spans[i],
-                              vq_span_size(ex->spans[i]));
-
-        if (rc != VQ_OK && rc != VQ_ESKIPPED) {
-            vq_stats_add(&ex->stats->spans_dropped_export_failed, 1);
-        }
+        put_back(&ex->sources[0], ex->spans[i]);
     }
 
     ex->count = 0;
+
+    if (ex->next) {
+        put_back(&ex->sources[0], &ex->batch[ex->conf.batch_size]);
+        ex->next = 0;
+    }
+}
+
+/*
+ * Moves records of the other queues into the exporter's own, as long as
+ * it has room; returns how many.  A record moved counts as recorded in
+ * the counters of its new queue, and it is sent from there: so a record
+ * is only ever held (in a batch) out of the queue it is counted in, and
+ * an earlier configuration's queue is done with once it is empty.
+ */
+static size_t
+move_records(vq_exporter_t *ex)
+{
+    int                rc;
+    size_t             i, moved;
+    vq_source_t       *own, *s;
+    vq_queue_stats_t   qs;
+
+    own = &ex->sources[0];
+    moved = 0;
+
+    for (i = 1; i < ex->nsources; i++) {
+        s = &ex->sources[i];
+
+        while (moved < VQ_MOVE_MAX && may_take(ex, s)) {
+            vq_queue_get_stats(own->queue, &qs);
+
+            if (qs.used >= qs.capacity) {
+                return moved;
+            }
+
+            if (take(ex, s, ex->moving) != VQ_OK) {
+                check_stalled(ex, s);
+                break;
+            }
+
+            rc = vq_queue_requeue(own->queue, ex->moving,
+                                  vq_span_size(ex->moving));
+
+            if (rc != VQ_OK && rc != VQ_ESKIPPED) {
+                /* filled meanwhile: back where it was */
+                put_back(s, ex->moving);
+                return moved;
+            }
+
+            /* a push the queue gave up it counts as skipped */
+            vq_stats_add(&own->stats->spans_recorded, 1);
+            moved++;
+        }
+    }
+
+    return moved;
 }
 
 static void *
@@ -697,7 +1054,7 @@ run(void *data)
 {
     vq_exporter_t  *ex = data;
     int64_t         now, wait, backoff_until, deadline;
-    size_t          taken;
+    size_t          taken, moved, i;
 
     backoff_until = 0;
 
@@ -709,10 +1066,12 @@ run(void *data)
             continue;
         }
 
+        moved = move_records(ex);
         taken = fill_batch(ex);
         now = monotonic_ms();
 
         if (ex->count == ex->conf.batch_size
+            || (ex->count > 0 && ex->next)
             || (ex->count > 0
                 && now - ex->batch_started >= ex->conf.flush_interval_ms)
             || (ex->count > 0 && ex->failures > 0))
@@ -722,7 +1081,7 @@ run(void *data)
             continue;
         }
 
-        if (taken == 0) {
+        if (taken == 0 && moved == 0) {
             wait = VQ_IDLE_POLL_MS;
 
             if (ex->count > 0
@@ -735,8 +1094,30 @@ run(void *data)
         }
     }
 
-    /* stopping: send what the queue holds, until the deadline */
+    /*
+     * Stopping: send the batch held, and what the queues held when stop
+     * was asked (vq_exporter_stop() noted where each one ended; what is
+     * pushed later, processes still running send), until the deadline:
+     * the other queues' records by way of this one's.
+     */
     deadline = __atomic_load_n(&ex->abort_at, __ATOMIC_RELAXED);
+
+    for (i = 0; i < ex->nsources; i++) {
+        ex->sources[i].drained = 0;
+    }
+
+    ex->draining = 1;
+
+    for (moved = 0; monotonic_ms() < deadline; moved += taken) {
+        taken = move_records(ex);
+        if (taken == 0) {
+            break;
+        }
+    }
+
+    if (moved) {
+        ex->sources[0].end = vq_queue_end(ex->sources[0].queue);
+    }
 
     while (monotonic_ms() < deadline) {
         fill_batch(ex);
@@ -765,6 +1146,7 @@ int
 vq_exporter_start(vq_exporter_t *ex)
 {
     sigset_t  all, old;
+    size_t    i;
     int       rc;
 
     if (ex->running) {
@@ -772,7 +1154,13 @@ vq_exporter_start(vq_exporter_t *ex)
     }
 
     ex->stopping = 0;
+    ex->draining = 0;
     __atomic_store_n(&ex->abort_at, 0, __ATOMIC_RELAXED);
+
+    for (i = 0; i < ex->nsources; i++) {
+        vq_queue_raise_generation(ex->sources[i].queue, ex->conf.generation);
+        ex->sources[i].superseded = 0;
+    }
 
     /* the thread must never take a signal meant for its process */
     sigfillset(&all);
@@ -792,11 +1180,19 @@ vq_exporter_start(vq_exporter_t *ex)
 void
 vq_exporter_stop(vq_exporter_t *ex, unsigned timeout_ms)
 {
+    size_t  i;
+
     if (!ex->running) {
         return;
     }
 
     pthread_mutex_lock(&ex->lock);
+
+    /* read by the thread once it has seen "stopping", under this lock */
+    for (i = 0; i < ex->nsources; i++) {
+        ex->sources[i].end = vq_queue_end(ex->sources[i].queue);
+    }
+
     ex->stopping = 1;
     __atomic_store_n(&ex->abort_at, monotonic_ms() + timeout_ms,
                      __ATOMIC_RELAXED);

@@ -44,7 +44,7 @@
 
 #include <vaquero/vaquero.h>
 
-#define VQ_QUEUE_MAGIC    0x5651554555453032ULL     /* "VQUEUE02" */
+#define VQ_QUEUE_MAGIC    0x5651554555453033ULL     /* "VQUEUE03" */
 #define VQ_CACHE_LINE     64
 
 /* Linux pids are below 2^22 (PID_MAX_LIMIT); the markers sit above them */
@@ -76,6 +76,7 @@ struct vq_queue_s {
     uint64_t  refused_full __attribute__((aligned(VQ_CACHE_LINE)));
     uint64_t  refused_too_big;
     uint64_t  skipped;
+    uint32_t  generation;           /* of the latest consumers */
 
     char      slots[] __attribute__((aligned(VQ_CACHE_LINE)));
 };
@@ -306,8 +307,8 @@ vq_queue_requeue(vq_queue_t *q, const void *rec, size_t len)
     return push(q, rec, len, 0);
 }
 
-int
-vq_queue_pop(vq_queue_t *q, void *buf, size_t cap, size_t *len)
+static inline int
+pop(vq_queue_t *q, uint64_t end, void *buf, size_t cap, size_t *len)
 {
     vq_slot_t  *slot;
     uint64_t    pos, word;
@@ -317,6 +318,10 @@ vq_queue_pop(vq_queue_t *q, void *buf, size_t cap, size_t *len)
     pos = __atomic_load_n(&q->dequeue_pos, __ATOMIC_RELAXED);
 
     for ( ;; ) {
+        if (pos >= end) {
+            return VQ_EEMPTY;
+        }
+
         slot = slot_at(q, pos);
         word = __atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE);
         diff = seq_diff(word, pos + 1);
@@ -361,6 +366,48 @@ vq_queue_pop(vq_queue_t *q, void *buf, size_t cap, size_t *len)
                      __ATOMIC_RELEASE);
 
     return VQ_OK;
+}
+
+int
+vq_queue_pop(vq_queue_t *q, void *buf, size_t cap, size_t *len)
+{
+    return pop(q, UINT64_MAX, buf, cap, len);
+}
+
+int
+vq_queue_pop_before(vq_queue_t *q, uint64_t end, void *buf, size_t cap,
+    size_t *len)
+{
+    return pop(q, end, buf, cap, len);
+}
+
+uint64_t
+vq_queue_end(const vq_queue_t *q)
+{
+    return __atomic_load_n(&q->enqueue_pos, __ATOMIC_ACQUIRE);
+}
+
+void
+vq_queue_raise_generation(vq_queue_t *q, uint32_t generation)
+{
+    uint32_t  g;
+
+    g = __atomic_load_n(&q->generation, __ATOMIC_RELAXED);
+
+    /* release: what its raiser pushes after it is seen after it */
+    while ((int32_t) (generation - g) > 0
+           && !__atomic_compare_exchange_n(&q->generation, &g, generation, 1,
+                                           __ATOMIC_RELEASE,
+                                           __ATOMIC_RELAXED))
+    {
+        /* g holds the current value: raise it, if still later */
+    }
+}
+
+uint32_t
+vq_queue_generation(const vq_queue_t *q)
+{
+    return __atomic_load_n(&q->generation, __ATOMIC_ACQUIRE);
 }
 
 uint64_t

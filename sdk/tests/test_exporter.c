@@ -2,7 +2,10 @@
  * The exporter against a real HTTP server on loopback (a thread of this
  * test): batching, headers, bodies, retries on 503, no retry on 400, a
  * stop that keeps to the shutdown timeout when the collector stalls,
- * writers killed or stopped mid-push, and counters that add up.
+ * writers killed or stopped mid-push, counters that add up, and
+ * generations: each span with its configuration's resource, none of a
+ * later configuration's, a stop that takes what was queued then only,
+ * and several queues.
  */
 
 #define _GNU_SOURCE
@@ -35,6 +38,8 @@ typedef struct {
     char            *heads[MAX_REQUESTS];
     char            *bodies[MAX_REQUESTS];
     int              done;
+    void           (*hook)(void *data, int n);  /* on request n, unanswered */
+    void            *hook_data;
 } server_t;
 
 static char *
@@ -99,6 +104,10 @@ serve(void *data)
             }
             s->requests++;
             pthread_mutex_unlock(&s->lock);
+
+            if (s->hook) {
+                s->hook(s->hook_data, s->requests - 1);
+            }
 
             while (s->stall && !__atomic_load_n(&s->done, __ATOMIC_RELAXED)) {
                 usleep(10000);
@@ -758,6 +767,475 @@ test_bad_configuration(void)
     CHECK(strstr(err, "ftp://example.test") != NULL);
 }
 
+/* A span of a generation, named after it ("gen-2 #5"). */
+static void
+push_gen(fixture_t *f, vq_queue_t *q, uint32_t generation, size_t n)
+{
+    vq_idgen_t  *g;
+    vq_span_t    s;
+    size_t       i;
+    char         name[32];
+
+    g = vq_idgen_create();
+
+    for (i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "gen-%u #%zu", generation, i);
+        make_span(g, &s, i, name);
+        s.h.generation = generation;
+        vq_stats_add(&f->stats.spans_recorded, 1);
+        vq_queue_push(q, &s, vq_span_size(&s));
+    }
+
+    vq_idgen_destroy(g);
+}
+
+static vq_exporter_t *
+exporter_gen(fixture_t *f, int port, size_t batch, unsigned flush_ms,
+    uint32_t generation, const vq_resources_t *resources)
+{
+    vq_exporter_conf_t  conf;
+    vq_exporter_t      *ex;
+    char                url[64], err[128];
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+
+    memset(&conf, 0, sizeof(conf));
+    conf.endpoint = url;
+    conf.api_key = "key";
+    conf.project_id = "own-project";
+    conf.service_name = "own-service";
+    conf.environment = "production";
+    conf.user_agent = "ngx_vaquero_module/" VQ_VERSION;
+    conf.batch_size = batch;
+    conf.flush_interval_ms = flush_ms;
+    conf.export_timeout_ms = 5000;
+    conf.generation = generation;
+    conf.resources = resources;
+
+    ex = vq_exporter_create(&conf, f->queue, &f->stats, err, sizeof(err));
+    if (ex == NULL) {
+        fprintf(stderr, "exporter: %s\n", err);
+    }
+
+    return ex;
+}
+
+/* Whether a request head (its last CRLF cut) has this header line. */
+static int
+head_has(const char *head, const char *line)
+{
+    const char  *p;
+    size_t       len;
+
+    len = strlen(line);
+
+    for (p = strstr(head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
+        if (strncmp(p + 2, line, len) == 0
+            && (p[2 + len] == '\r' || p[2 + len] == '\0'))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+/*
+ * Checks every body the server got: each span's name says its generation
+ * ("gen-N #i"), and each span of generation N carries service "svc-N",
+ * project "proj-N" (also the request's X-Project-ID) and environment
+ * "env-N"; a body never mixes generations of different resources.
+ * Returns the number of spans, per generation in count[N] (N < 8).
+ */
+static int
+check_bodies(server_t *srv, int first, size_t count[8])
+{
+    json_t      *doc, *traces, *t, *meta;
+    const char  *name, *svc, *proj, *env;
+    char         want[32], header[64];
+    size_t       i;
+    unsigned     g;
+    int          r, n, bad;
+
+    n = 0;
+    bad = 0;
+    memset(count, 0, 8 * sizeof(size_t));
+
+    for (r = first; r < server_requests(srv); r++) {
+        doc = json_loads(srv->bodies[r], 0, NULL);
+        CHECK(doc != NULL);
+        if (doc == NULL) {
+            continue;
+        }
+
+        traces = json_object_get(doc, "traces");
+        proj = NULL;
+
+        json_array_foreach(traces, i, t) {
+            meta = json_object_get(json_object_get(t, "raw_data"),
+                                   "metadata");
+            name = json_string_value(json_object_get(t, "name"));
+            svc = json_string_value(json_object_get(meta, "service_name"));
+            env = json_string_value(json_object_get(t, "environment"));
+
+            if (name == NULL || sscanf(name, "gen-%u", &g) != 1 || g >= 8) {
+                bad++;
+                continue;
+            }
+
+            count[g]++;
+            n++;
+
+            snprintf(want, sizeof(want), "svc-%u", g);
+            bad += svc == NULL || strcmp(svc, want) != 0;
+            snprintf(want, sizeof(want), "env-%u", g);
+            bad += env == NULL || strcmp(env, want) != 0;
+
+            snprintf(want, sizeof(want), "proj-%u", g);
+            proj = json_string_value(json_object_get(meta, "project_id"));
+            bad += proj == NULL || strcmp(proj, want) != 0;
+
+            snprintf(header, sizeof(header), "X-Project-ID: %s", want);
+            bad += !head_has(srv->heads[r], header);
+        }
+
+        json_decref(doc);
+    }
+
+    CHECK_INT(bad, 0);
+
+    return n;
+}
+
+static void
+add_resource(vq_resources_t *t, uint32_t generation, const char *svc,
+    const char *proj, const char *env)
+{
+    vq_resource_t  res;
+
+    memset(&res, 0, sizeof(res));
+    res.service_name = svc;
+    res.project_id = proj;
+    res.environment = env;
+
+    CHECK_INT(vq_resources_add(t, generation, &res), VQ_OK);
+}
+
+static vq_resources_t *
+resources(uint32_t first, uint32_t last)
+{
+    vq_resources_t  *t;
+    uint32_t         g;
+    char             svc[16], proj[16], env[16];
+
+    t = vq_resources_create();
+
+    for (g = first; g <= last; g++) {
+        snprintf(svc, sizeof(svc), "svc-%u", g);
+        snprintf(proj, sizeof(proj), "proj-%u", g);
+        snprintf(env, sizeof(env), "env-%u", g);
+        add_resource(t, g, svc, proj, env);
+    }
+
+    return t;
+}
+
+/*
+ * Spans of three configurations in one queue, interleaved: each goes with
+ * its own configuration's resource, in batches that do not mix them, the
+ * resource of a configuration that changed none of them holding on.
+ */
+static void
+test_resources_by_generation(void)
+{
+    vq_resources_t  *t;
+    vq_exporter_t   *ex;
+    server_t         srv;
+    fixture_t        f;
+    size_t           count[8];
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&f, 0);
+
+    /* generation 2 changed nothing: it has generation 1's resource */
+    t = vq_resources_create();
+    add_resource(t, 1, "svc-1", "proj-1", "env-1");
+    add_resource(t, 3, "svc-3", "proj-3", "env-3");
+
+    push_gen(&f, f.queue, 1, 5);
+    push_gen(&f, f.queue, 3, 4);
+    push_gen(&f, f.queue, 1, 2);
+
+    ex = exporter_gen(&f, srv.port, 100, 50, 3, t);
+
+    /* the exporter has its own copy */
+    vq_resources_destroy(t);
+
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+    CHECK(wait_for(&f.stats.spans_exported, 11));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(check_bodies(&srv, 0, count), 11);
+    CHECK_INT(count[1], 7);
+    CHECK_INT(count[3], 4);
+
+    /* one body per run of a resource: 5 of 1, 4 of 3, 2 of 1 */
+    CHECK_INT(server_requests(&srv), 3);
+    CHECK_INT(f.stats.spans_exported, 11);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+
+    /* generation 2 of the same resource shares generation 1's batches */
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&f, 0);
+
+    t = vq_resources_create();
+    add_resource(t, 1, "svc-1", "proj-1", "env-1");
+    add_resource(t, 2, "svc-1", "proj-1", "env-1");
+
+    push_gen(&f, f.queue, 1, 3);
+    push_gen(&f, f.queue, 2, 3);
+
+    ex = exporter_gen(&f, srv.port, 100, 50, 2, t);
+    vq_resources_destroy(t);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_exported, 6));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(server_requests(&srv), 1);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/*
+ * An exporter never sends a span of a later configuration, running or
+ * stopping: a queue that a later generation drains is not its any more.
+ * The later generation's exporter sends them all, each with its
+ * configuration's resource.
+ */
+static void
+test_later_generation(void)
+{
+    vq_queue_stats_t  qs;
+    vq_resources_t   *t;
+    vq_exporter_t    *ex;
+    server_t          srv;
+    fixture_t         f;
+    size_t            count[8];
+    char              msg[256];
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&f, 0);
+
+    t = resources(1, 3);
+
+    ex = exporter_gen(&f, srv.port, 100, 50, 2, t);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+    CHECK_INT(vq_queue_generation(f.queue), 2);
+
+    push_gen(&f, f.queue, 2, 3);
+    CHECK(wait_for(&f.stats.spans_exported, 3));
+
+    /* new workers come (generation 3), old ones go on recording */
+    vq_queue_raise_generation(f.queue, 3);
+    push_gen(&f, f.queue, 3, 2);
+    push_gen(&f, f.queue, 2, 2);
+
+    vq_exporter_stop(ex, 3000);
+    vq_exporter_destroy(ex);
+
+    CHECK_INT(f.stats.spans_exported, 3);
+    CHECK_INT(server_requests(&srv), 1);
+    vq_queue_get_stats(f.queue, &qs);
+    CHECK_INT(qs.used, 4);
+
+    /* the new configuration's exporter sends the rest, each its own way */
+    ex = exporter_gen(&f, srv.port, 100, 50, 3, t);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_exported, 7));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(check_bodies(&srv, 0, count), 7);
+    CHECK_INT(count[2], 5);
+    CHECK_INT(count[3], 2);
+    CHECK_INT(f.stats.spans_dropped_export_failed, 0);
+    CHECK_INT(f.stats.spans_exported, f.stats.spans_recorded);
+
+    vq_exporter_destroy(ex);
+
+    /* a later generation than any exporter of the queue: damaged */
+    push_gen(&f, f.queue, 7, 1);
+    push_gen(&f, f.queue, 3, 1);
+    ex = exporter_gen(&f, srv.port, 100, 50, 3, t);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_dropped_export_failed, 1));
+    CHECK(wait_for(&f.stats.spans_exported, 8));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(f.stats.spans_exported, 8);
+    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg)) > 0);
+    CHECK(strstr(msg, "generation 7") != NULL);
+
+    vq_exporter_destroy(ex);
+    vq_resources_destroy(t);
+    server_stop(&srv);
+}
+
+static void
+push_late(void *data, int n)
+{
+    fixture_t  *f = data;
+
+    /* while the stopping exporter sends its first batch */
+    if (n == 0) {
+        push_gen(f, f->queue, 0, 1);
+    }
+}
+
+/*
+ * A stopping exporter sends what the queue held when it was asked to
+ * stop, not what other processes push after: theirs to send.
+ */
+static void
+test_stop_snapshot(void)
+{
+    vq_queue_stats_t  qs;
+    vq_exporter_t    *ex;
+    server_t          srv;
+    fixture_t         f;
+
+    memset(&srv, 0, sizeof(srv));
+    fixture_init(&f, 0);
+    srv.hook = push_late;
+    srv.hook_data = &f;
+    server_start(&srv);
+
+    /* a later generation drains the queue: nothing taken while running */
+    vq_queue_raise_generation(f.queue, 1);
+    ex = exporter_gen(&f, srv.port, 4, 50, 0, NULL);
+    vq_exporter_start(ex);
+    push_gen(&f, f.queue, 0, 8);
+
+    /* two batches of 4, the second one after the late push */
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(server_requests(&srv), 2);
+    CHECK_INT(f.stats.spans_exported, 8);
+    vq_queue_get_stats(f.queue, &qs);
+    CHECK_INT(qs.used, 1);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/*
+ * Another queue (an earlier configuration's, say): its records are moved
+ * into the exporter's own and sent from there, counted there, as fast as
+ * the own queue has room: a small queue loses nothing of a large one.
+ */
+static void
+test_queues(void)
+{
+    vq_queue_stats_t  qs;
+    vq_exporter_t    *ex;
+    server_t          srv;
+    fixture_t         a, b;
+    int               i;
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&a, 25);
+    fixture_init_size(&b, 1024 * 1024, 17);
+
+    ex = exporter(&a, srv.port, 10);
+    CHECK_INT(vq_exporter_add_queue(ex, b.queue, &b.stats), VQ_OK);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+    CHECK_INT(vq_exporter_add_queue(ex, b.queue, &b.stats), VQ_EINVAL);
+
+    CHECK(wait_for(&a.stats.spans_exported, 42));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(a.stats.spans_exported, 42);
+    CHECK_INT(a.stats.spans_recorded, 42);
+    CHECK_INT(a.stats.spans_dropped_export_failed, 0);
+    CHECK_INT(b.stats.spans_exported, 0);
+    CHECK_INT(a.stats.export_requests, server_requests(&srv));
+    vq_queue_get_stats(b.queue, &qs);
+    CHECK_INT(qs.used, 0);
+
+    for (i = 2; i < VQ_EXPORTER_MAX_QUEUES; i++) {
+        CHECK_INT(vq_exporter_add_queue(ex, b.queue, &b.stats), VQ_OK);
+    }
+    CHECK_INT(vq_exporter_add_queue(ex, b.queue, &b.stats), VQ_EFULL);
+
+    vq_exporter_destroy(ex);
+
+    /* a queue of 4 slots takes 300 spans in turns */
+    fixture_init_size(&a, vq_queue_min_size(VQ_SPAN_RECORD_MAX) * 2, 0);
+    fixture_init_size(&b, 1024 * 1024, 300);
+    vq_queue_get_stats(a.queue, &qs);
+    CHECK(qs.capacity < 10);
+
+    ex = exporter(&a, srv.port, 100);
+    vq_exporter_add_queue(ex, b.queue, &b.stats);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&a.stats.spans_exported, 300));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(a.stats.spans_exported, 300);
+    CHECK_INT(a.stats.spans_recorded, 300);
+    CHECK_INT(a.stats.spans_dropped_export_failed, 0);
+    CHECK_INT(b.stats.spans_dropped_export_failed, 0);
+    vq_queue_get_stats(a.queue, &qs);
+    CHECK_INT(qs.refused_full, 0);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/*
+ * Stopping, the exporter moves what the other queue held then into its
+ * own and sends it, with the rest of its own snapshot.
+ */
+static void
+test_queues_at_stop(void)
+{
+    vq_queue_stats_t  qs;
+    vq_exporter_t    *ex;
+    server_t          srv;
+    fixture_t         a, b;
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&a, 0);
+    fixture_init_size(&b, 1024 * 1024, 0);
+
+    /* a newer configuration claimed the other queue: nothing moves ... */
+    vq_queue_raise_generation(b.queue, 1);
+    ex = exporter(&a, srv.port, 100);
+    vq_exporter_add_queue(ex, b.queue, &b.stats);
+    vq_exporter_start(ex);
+    push_gen(&b, b.queue, 0, 7);
+    push_gen(&a, a.queue, 0, 3);
+    CHECK(wait_for(&a.stats.spans_exported, 3));
+    vq_queue_get_stats(b.queue, &qs);
+    CHECK_INT(qs.used, 7);
+
+    /* ... until it stops: then what its generation recorded goes */
+    vq_exporter_stop(ex, 3000);
+    CHECK_INT(a.stats.spans_exported, 10);
+    vq_queue_get_stats(b.queue, &qs);
+    CHECK_INT(qs.used, 0);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
 int
 main(void)
 {
@@ -772,6 +1250,11 @@ main(void)
     test_writer_killed_before_pid();
     test_accounting();
     test_bad_configuration();
+    test_resources_by_generation();
+    test_later_generation();
+    test_stop_snapshot();
+    test_queues();
+    test_queues_at_stop();
 
     vq_library_cleanup();
 

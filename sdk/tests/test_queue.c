@@ -99,6 +99,78 @@ test_basic(void)
 }
 
 /*
+ * A snapshot of the queue (vq_queue_end) bounds a drain: what is pushed
+ * after it, requeues included, is not taken; and the queue's generation
+ * only goes forward, modulo 2^32, and survives a re-attach.
+ */
+static void
+test_snapshot_and_generation(void)
+{
+    vq_queue_t  *q;
+    uint64_t     end;
+    size_t       size, len;
+    char         buf[REC_MAX];
+    void        *mem;
+
+    size = vq_queue_min_size(REC_MAX) * 8;
+    mem = shared_region(size);
+    q = vq_queue_init(mem, size, REC_MAX);
+    CHECK(q != NULL);
+
+    CHECK_INT(vq_queue_end(q), 0);
+    CHECK_INT(vq_queue_pop_before(q, 0, buf, sizeof(buf), &len), VQ_EEMPTY);
+
+    vq_queue_push(q, "a", 2);
+    vq_queue_push(q, "b", 2);
+    end = vq_queue_end(q);
+    CHECK_INT(end, 2);
+
+    vq_queue_push(q, "c", 2);
+
+    CHECK_INT(vq_queue_pop_before(q, end, buf, sizeof(buf), &len), VQ_OK);
+    CHECK_STR(buf, "a");
+
+    /* put back after the snapshot: beyond it now */
+    CHECK_INT(vq_queue_requeue(q, "a", 2), VQ_OK);
+
+    CHECK_INT(vq_queue_pop_before(q, end, buf, sizeof(buf), &len), VQ_OK);
+    CHECK_STR(buf, "b");
+    CHECK_INT(vq_queue_pop_before(q, end, buf, sizeof(buf), &len), VQ_EEMPTY);
+
+    /* an unbounded pop takes the rest, in order */
+    CHECK_INT(vq_queue_pop(q, buf, sizeof(buf), &len), VQ_OK);
+    CHECK_STR(buf, "c");
+    CHECK_INT(vq_queue_pop(q, buf, sizeof(buf), &len), VQ_OK);
+    CHECK_STR(buf, "a");
+    CHECK_INT(vq_queue_pop(q, buf, sizeof(buf), &len), VQ_EEMPTY);
+    CHECK_INT(vq_queue_end(q), 4);
+
+    CHECK_INT(vq_queue_generation(q), 0);
+    vq_queue_raise_generation(q, 3);
+    CHECK_INT(vq_queue_generation(q), 3);
+    vq_queue_raise_generation(q, 2);
+    CHECK_INT(vq_queue_generation(q), 3);
+    vq_queue_raise_generation(q, 3);
+    CHECK_INT(vq_queue_generation(q), 3);
+
+    q = vq_queue_attach(mem, size, REC_MAX);
+    CHECK(q != NULL);
+    CHECK_INT(vq_queue_generation(q), 3);
+
+    /* 0xfffffff0 is 2^32 - 16 generations after 3, so before it */
+    vq_queue_raise_generation(q, 0xfffffff0U);
+    CHECK_INT(vq_queue_generation(q), 3);
+    vq_queue_raise_generation(q, 0x7fffffffU);
+    CHECK_INT(vq_queue_generation(q), 0x7fffffffU);
+    vq_queue_raise_generation(q, 0xfffffff0U);
+    CHECK_INT(vq_queue_generation(q), 0xfffffff0U);
+    vq_queue_raise_generation(q, 1);
+    CHECK_INT(vq_queue_generation(q), 1);
+
+    munmap(mem, size);
+}
+
+/*
  * A one-slot queue cannot work: a slot just filled looks free for the
  * next position, so a second push overwrites the first and the next pop
  * spins for ever.  Every region either is refused or holds two slots.
@@ -965,6 +1037,7 @@ int
 main(void)
 {
     test_basic();
+    test_snapshot_and_generation();
     test_small();
     test_processes();
     test_dead_writer();

@@ -126,6 +126,10 @@ wedge_queue(vq_queue_t *q, size_t rec_size, pid_t *writer)
     for (attempt = 0; attempt < 500; attempt++) {
         pid = fork();
 
+        if (pid < 0) {
+            break;      /* never kill(-1, ...) */
+        }
+
         if (pid == 0) {
             for ( ;; ) {
                 vq_queue_push(q, rec, rec_size);
@@ -271,6 +275,10 @@ wedge_writer(vq_queue_t *q, char *from, char *end, const void *rec,
     int               status;
 
     pid = fork();
+
+    if (pid < 0) {
+        return -1;
+    }
 
     if (pid == 0) {
         memset(&sa, 0, sizeof(sa));

@@ -22,7 +22,12 @@ use Time::HiRes qw(sleep time);
 our @EXPORT_OK = qw(http http_get http_post http_keepalive);
 
 use File::Basename qw(dirname);
+use Scalar::Util qw(weaken);
 my $ROOT = abs_path(dirname(__FILE__) . '/../..');
+
+# Every instance, so that what a test started is stopped even when the
+# test dies: File::Temp's own END removes nginx.pid before DESTROY runs.
+my @instances;
 
 our $NGINX = $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx';
 our $MODULE = $ENV{VAQUERO_MODULE} // "$ROOT/build/ngx_http_vaquero_module.so";
@@ -50,6 +55,8 @@ sub new {
 
     my $self = bless { dir => $dir, ports => {}, owner => $$ }, $class;
     diag("test directory $dir") if $ENV{TEST_KEEP};
+    push @instances, $self;
+    weaken($instances[-1]);
     return $self;
 }
 
@@ -163,6 +170,8 @@ sub run {
 
     die "nginx did not start:\n" . $self->read_file('error.log')
         unless $self->master_pid;
+
+    $self->{master} = $self->master_pid;
 
     # the master listens before it has forked its workers: wait for them
     unless ($opts{foreground}) {
@@ -281,6 +290,7 @@ sub stop {
         kill 'KILL', $pid;
     }
     delete $self->{foreground};
+    delete $self->{master};
     unlink "$self->{dir}/nginx.pid";
 
     if ($PRELOAD) {
@@ -565,13 +575,34 @@ sub stop_backend {
     }
 }
 
-sub DESTROY {
+sub cleanup {
     my ($self) = @_;
     return unless $$ == $self->{owner};     # not in forked helpers
     local $?;
-    $self->stop('TERM') if $self->master_pid && kill(0, $self->master_pid);
+    my $master = $self->master_pid // $self->{master};
+    if ($master && kill(0, $master)) {
+        kill 'TERM', $master;
+        for (1 .. 100) {
+            last unless kill 0, $master;
+            if ($self->{foreground}) {
+                waitpid($self->{foreground}, WNOHANG);
+            }
+            sleep 0.05;
+        }
+        kill 'KILL', $master if kill 0, $master;
+        delete $self->{master};
+    }
     $self->stop_collector;
     $self->stop_backend;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    $self->cleanup;
+}
+
+END {
+    $_->cleanup for grep { defined } @instances;
 }
 
 ###########################################################################

@@ -82,6 +82,26 @@ int vq_queue_requeue(vq_queue_t *q, const void *rec, size_t len);
 int vq_queue_pop(vq_queue_t *q, void *buf, size_t cap, size_t *len);
 
 /*
+ * A snapshot: vq_queue_end() is the position after the last push claimed
+ * so far, and vq_queue_pop_before(q, end, ...) is vq_queue_pop() taking
+ * only records pushed before end (VQ_EEMPTY past it), so that a consumer
+ * can take what a queue held at some moment and nothing pushed later.
+ */
+uint64_t vq_queue_end(const vq_queue_t *q);
+int vq_queue_pop_before(vq_queue_t *q, uint64_t end, void *buf, size_t cap,
+    size_t *len);
+
+/*
+ * The queue's generation, a word for its consumers kept with it: the
+ * latest generation (of a configuration, say) of the consumers that
+ * drain it.  Raised, never lowered (generations compare modulo 2^32); 0
+ * in a new queue.  A consumer that finds it later than its own knows that
+ * a newer one drains the queue.
+ */
+void vq_queue_raise_generation(vq_queue_t *q, uint32_t generation);
+uint32_t vq_queue_generation(const vq_queue_t *q);
+
+/*
  * A writer killed between claiming a slot and publishing it would stop
  * every reader at that slot.  vq_queue_stalled() returns the position of
  * the head slot if it is claimed but not published, and the pid of the
