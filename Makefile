@@ -13,6 +13,8 @@
 #                        the encoders' spans per second (one core)
 #   make bench-exporter  spans per second of one exporter thread (loopback)
 #   make bench-encode    spans per second and bytes per span of each encoder
+#   make soak       a few minutes of traffic, 30 reloads and a flapping
+#                   collector; then counters, leaks and memory are checked
 
 SHELL       := /bin/bash
 NGINX_SRC   ?= /usr/share/nginx/src
@@ -44,7 +46,7 @@ SAN_SDK_BINS := $(SDK_TESTS:%=$(SAN_BUILD)/sdk/test_%) \
                 $(SDK_FUZZERS:%=$(SAN_BUILD)/sdk/fuzz_%)
 
 .PHONY: all deps sdk-test fuzz test test-sanitize demo bench bench-exporter \
-        bench-encode bench-micro clean
+        bench-encode bench-micro soak clean
 
 all: $(MODULE)
 
@@ -177,6 +179,10 @@ bench-micro: $(BUILD)/sdk/bench_micro $(BUILD)/sdk/bench_encode
 # what tracing costs nginx: wrk, interleaved rounds, spans counted (needs wrk)
 bench: all $(BUILD)/sdk/bench_sink $(BUILD)/sdk/bench_sink_check
 	$(PYTHON) tools/bench.py
+
+# reloads, a flapping collector, then leaks and accounting (needs wrk)
+soak: all
+	$(PYTHON) tools/soak.py
 
 # one exporter thread's throughput to a loopback collector
 bench-exporter: $(BUILD)/sdk/bench_exporter
