@@ -35,7 +35,7 @@ ngx_http_vaquero_set_request_id(ngx_http_request_t *r,
         v->data = ngx_pnalloc(r->pool, 32);
 
         if (v->data) {
-            ngx_hex_dump(v->data, id, 16);
+            vq_id_to_hex(id, 16, (char *) v->data);
             v->len = 32;
             v->valid = 1;
             v->no_cacheable = 0;
