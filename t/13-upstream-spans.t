@@ -134,9 +134,21 @@ http {
             set \$backend 127.0.0.1:%%PORT_backend%%;
             proxy_pass http://\$backend/api/items/1;
         }
+
+        location /rewritten/ {
+            rewrite ^/rewritten/(.*)\$ /api/\$1 last;
+        }
+
+        location = /page.html {
+            ssi on;
+            ssi_types *;
+            root %%TESTDIR%%;
+        }
     }
 }
 CONF
+$t->write_file('page.html', "<p><!--# include virtual=\"/api/items/1\" --></p>"
+               . "<p><!--# include virtual=\"/api/items/2\" --></p>\n");
 $t->start_collector->start_backend(report => 1)
   ->run(wait_ports => ['http', 'h2']);
 my $port = $t->port('http');
@@ -275,6 +287,29 @@ is(scalar(grep { $_->{attrs}{'url.path'} eq '/redirected/x' }
 is(scalar @clients, 1, 'redirect: its attempt');
 ok(app_span($server->{trace_id}, $clients[0]{span_id}),
    'redirect: the app joined');
+
+like(http_get($port, '/rewritten/items/3'), qr/^HTTP\/1.1 200/,
+     'rewrite ... last into a proxied location');
+($server, @clients) = trace_of('/rewritten/items/3');
+is(scalar(grep { $_->{attrs}{'url.path'} eq '/rewritten/items/3' }
+          $t->server_spans), 1, 'rewrite: one server span');
+is($server->{attrs}{route}, '/api/', 'rewrite: where the request ended');
+is(scalar @clients, 1, 'rewrite: its attempt');
+ok(app_span($server->{trace_id}, $clients[0]{span_id}),
+   'rewrite: the app joined');
+
+my $ssi = http_get($port, '/page.html');
+like($ssi, qr/"lasso".*"saddle"/s, 'SSI: two includes answered by the app');
+($server, @clients) = trace_of('/page.html', 2);
+is(scalar(grep { $_->{attrs}{'url.path'} eq '/page.html' } $t->server_spans),
+   1, 'SSI: one server span for the page');
+is(scalar @clients, 2, 'SSI: a client span per include');
+%client_ids = map { $_->{span_id} => 1 } @clients;
+@apps = $t->wait_for(sub {
+    grep { $_->{source} eq 'app' && $_->{trace_id} eq $server->{trace_id} }
+    $t->spans }, 2);
+is(scalar(grep { $client_ids{ $_->{parent_id} } } @apps), 2,
+   'SSI: each include\'s backend span under its attempt');
 
 # --- an upstream resolved at run time --------------------------------------
 
