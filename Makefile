@@ -26,13 +26,14 @@ PYTHON      := /usr/bin/python3
 DEB_PACKAGES := gcc make perl nginx nginx-dev libcurl4-openssl-dev \
                 libjansson-dev libpcre2-dev libssl-dev zlib1g-dev \
                 python3-fastapi python3-uvicorn curl wrk \
-                protobuf-compiler python3-protobuf
+                protobuf-compiler python3-protobuf openssl
 
 CFLAGS      ?= -O2 -g
 SDK_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror $(CFLAGS) -Isdk/include
 SDK_SRCS    := $(wildcard sdk/src/*.c)
 SDK_HDRS    := $(wildcard sdk/include/vaquero/*.h sdk/src/*.h)
-SDK_TESTS   := ids tracecontext sampler span queue encode otlp exporter resources
+SDK_TESTS   := ids tracecontext sampler span queue encode otlp exporter resources \
+               transport
 SDK_TEST_BINS := $(SDK_TESTS:%=$(BUILD)/sdk/test_%)
 SDK_FUZZERS := span tracecontext sampler otlp
 FUZZ_SECONDS ?= 60
@@ -78,18 +79,18 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SDK_SRCS) $(SDK_HDRS) $(MODULE_SRCS)
 
 $(BUILD)/sdk/test_%: sdk/tests/test_%.c sdk/tests/*.h $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/sdk
-	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread
+	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -lz -ljansson -lpthread
 
 # fuzz targets, built as plain programs that run them on generated inputs
 $(BUILD)/sdk/fuzz_%: sdk/tests/fuzz_%.c $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/sdk
-	$(CC) $(SDK_CFLAGS) -DVQ_FUZZ_DRIVER -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread
+	$(CC) $(SDK_CFLAGS) -DVQ_FUZZ_DRIVER -o $@ $< $(SDK_SRCS) -lcurl -lz -ljansson -lpthread
 
 # ... and with libFuzzer (clang), ASan and UBSan
 $(BUILD)/fuzz/fuzz_%: sdk/tests/fuzz_%.c $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isdk/include -o $@ $< \
-	    $(SDK_SRCS) -lcurl -ljansson -lpthread
+	    $(SDK_SRCS) -lcurl -lz -ljansson -lpthread
 
 sdk-test: $(SDK_TEST_BINS) $(SDK_FUZZERS:%=$(BUILD)/sdk/fuzz_%)
 	@rc=0; for t in $^; do $$t || rc=1; done; exit $$rc
@@ -115,12 +116,12 @@ $(SAN_MODULE): $(SAN_BUILD)/nginx/objs/Makefile $(SDK_SRCS) $(SDK_HDRS) $(MODULE
 
 $(SAN_BUILD)/sdk/test_%: sdk/tests/test_%.c sdk/tests/*.h $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(SAN_BUILD)/sdk
-	$(CC) $(SDK_CFLAGS) $(SAN_FLAGS) -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread
+	$(CC) $(SDK_CFLAGS) $(SAN_FLAGS) -o $@ $< $(SDK_SRCS) -lcurl -lz -ljansson -lpthread
 
 $(SAN_BUILD)/sdk/fuzz_%: sdk/tests/fuzz_%.c $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(SAN_BUILD)/sdk
 	$(CC) $(SDK_CFLAGS) $(SAN_FLAGS) -DVQ_FUZZ_DRIVER -o $@ $< $(SDK_SRCS) \
-	    -lcurl -ljansson -lpthread
+	    -lcurl -lz -ljansson -lpthread
 
 # the same tests again, on the sanitizer build: the SDK tests stop at the
 # first finding; the module is loaded into the packaged nginx with the ASan
@@ -145,17 +146,17 @@ demo: deps
 
 $(BUILD)/sdk/bench_exporter: sdk/bench/bench_exporter.c $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/sdk
-	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -lpthread
+	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -lz -lpthread
 
 $(BUILD)/sdk/bench_encode: sdk/bench/bench_encode.c $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/sdk
-	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread
+	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -lz -ljansson -lpthread
 
 # the request path's pieces: ns per operation, heap allocations counted
 $(BUILD)/sdk/bench_micro: sdk/bench/bench_micro.c $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/sdk
 	$(CC) $(SDK_CFLAGS) -DVQ_BENCH_COUNT_ALLOCS -o $@ $< $(SDK_SRCS) \
-	    -lcurl -ljansson -lpthread \
+	    -lcurl -lz -ljansson -lpthread \
 	    -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign
 
 # make bench's span sink, and the proof that it counts exactly
@@ -166,7 +167,7 @@ $(BUILD)/sdk/bench_sink: sdk/bench/bench_sink.c
 $(BUILD)/sdk/bench_sink_check: sdk/bench/bench_sink_check.c \
         sdk/bench/bench_sink.c $(SDK_SRCS) $(SDK_HDRS)
 	@mkdir -p $(BUILD)/sdk
-	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -ljansson -lpthread -lz
+	$(CC) $(SDK_CFLAGS) -o $@ $< $(SDK_SRCS) -lcurl -lz -ljansson -lpthread
 
 # spans per second and bytes per span of each encoder, one core
 bench-encode: $(BUILD)/sdk/bench_encode

@@ -20,16 +20,24 @@ static char *ngx_http_vaquero_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_vaquero_attribute(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_vaquero_mode(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_http_vaquero_resource_attribute(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_vaquero_export_header(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_vaquero_ssl_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_vaquero_read_file(ngx_conf_t *cf, ngx_str_t *name,
+    size_t max, ngx_str_t *content);
 static char *ngx_http_vaquero_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_vaquero_check_bounds(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_vaquero_check_headers(ngx_conf_t *cf,
+    ngx_http_vaquero_main_conf_t *vmcf);
 static char *ngx_http_vaquero_sample_rate(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_vaquero_sample_slow(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_vaquero_check_batch_size(ngx_conf_t *cf, void *post,
-    void *data);
 static char *ngx_http_vaquero_check_msec(ngx_conf_t *cf, void *post,
     void *data);
 static char *ngx_http_vaquero_check_queue_size(ngx_conf_t *cf, void *post,
@@ -46,8 +54,8 @@ static char *ngx_http_vaquero_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 
 
-static ngx_conf_post_t  ngx_http_vaquero_batch_size_post = {
-    ngx_http_vaquero_check_batch_size
+static ngx_conf_num_bounds_t  ngx_http_vaquero_batch_size_bounds = {
+    ngx_http_vaquero_check_bounds, 1, 10000
 };
 
 static ngx_conf_post_t  ngx_http_vaquero_msec_post = {
@@ -60,6 +68,43 @@ static ngx_conf_post_t  ngx_http_vaquero_queue_size_post = {
 
 static ngx_conf_post_t  ngx_http_vaquero_not_empty_post = {
     ngx_http_vaquero_check_not_empty
+};
+
+
+static ngx_conf_enum_t  ngx_http_vaquero_modes[] = {
+    { ngx_string("production"), NGX_HTTP_VAQUERO_PRODUCTION },
+    { ngx_string("development"), NGX_HTTP_VAQUERO_DEVELOPMENT },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_vaquero_protocol[] = {
+    { ngx_string("vaquero"), NGX_HTTP_VAQUERO_PROTOCOL_VAQUERO },
+    { ngx_string("otlp"), NGX_HTTP_VAQUERO_PROTOCOL_OTLP },
+    { ngx_string("otlp_json"), NGX_HTTP_VAQUERO_PROTOCOL_OTLP_JSON },
+    { ngx_null_string, 0 }
+};
+
+
+/* by vaquero_protocol's value */
+const vq_protocol_t  *ngx_http_vaquero_protocols[] = {
+    &vq_protocol_vaquero,
+    &vq_protocol_otlp,
+    &vq_protocol_otlp_json
+};
+
+
+/* headers the exporter sets itself, or libcurl does */
+static ngx_str_t  ngx_http_vaquero_own_headers[] = {
+    ngx_string("Host"),
+    ngx_string("Content-Type"),
+    ngx_string("Content-Length"),
+    ngx_string("Content-Encoding"),
+    ngx_string("Transfer-Encoding"),
+    ngx_string("Connection"),
+    ngx_string("Expect"),
+    ngx_string("User-Agent"),
+    ngx_null_string
 };
 
 
@@ -87,6 +132,13 @@ static ngx_command_t  ngx_http_vaquero_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_vaquero_main_conf_t, endpoint),
       NULL },
+
+    { ngx_string("vaquero_protocol"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_vaquero_set_enum,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, protocol),
+      &ngx_http_vaquero_protocol },
 
     { ngx_string("vaquero_api_key"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -116,19 +168,33 @@ static ngx_command_t  ngx_http_vaquero_commands[] = {
       offsetof(ngx_http_vaquero_main_conf_t, service_name),
       &ngx_http_vaquero_not_empty_post },
 
+    { ngx_string("vaquero_resource_attribute"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_vaquero_resource_attribute,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("vaquero_export_header"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_vaquero_export_header,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("vaquero_mode"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_vaquero_mode,
+      ngx_http_vaquero_set_enum,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_vaquero_main_conf_t, mode),
-      NULL },
+      &ngx_http_vaquero_modes },
 
     { ngx_string("vaquero_batch_size"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_vaquero_main_conf_t, batch_size),
-      &ngx_http_vaquero_batch_size_post },
+      &ngx_http_vaquero_batch_size_bounds },
 
     { ngx_string("vaquero_flush_interval"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -157,6 +223,41 @@ static ngx_command_t  ngx_http_vaquero_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_vaquero_main_conf_t, queue_size),
       &ngx_http_vaquero_queue_size_post },
+
+    { ngx_string("vaquero_gzip"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, gzip),
+      NULL },
+
+    { ngx_string("vaquero_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, ssl_verify),
+      NULL },
+
+    { ngx_string("vaquero_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_vaquero_ssl_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("vaquero_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_vaquero_ssl_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, ssl_certificate),
+      NULL },
+
+    { ngx_string("vaquero_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_vaquero_ssl_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_vaquero_main_conf_t, ssl_certificate_key),
+      NULL },
 
     { ngx_string("vaquero_agent_name"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -343,34 +444,46 @@ ngx_http_vaquero(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * http(s)://host[:port][/base], with the check the exporter makes too, or
+ * file:/path, which the master creates (0600) and reopens on USR1.
+ */
 static char *
 ngx_http_vaquero_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_str_t  *value;
+    ngx_http_vaquero_main_conf_t  *vmcf = conf;
+
+    char        err[128];
+    ngx_str_t  *value, path;
+    ngx_int_t   kind;
+
+    if (vmcf->endpoint.data) {
+        return "is duplicate";
+    }
 
     value = cf->args->elts;
 
-    if (ngx_strncmp(value[1].data, "file:", 5) == 0) {
+    kind = vq_endpoint_check((char *) value[1].data, value[1].len, err,
+                             sizeof(err));
+
+    if (kind < 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\": file endpoints are not supported yet",
-                           &cmd->name);
+                           "invalid URL \"%V\" in \"%V\" directive, %s",
+                           &value[1], &cmd->name, err);
         return NGX_CONF_ERROR;
     }
 
-    if (!((value[1].len > 7
-           && ngx_strncasecmp(value[1].data, (u_char *) "http://", 7) == 0)
-          || (value[1].len > 8
-              && ngx_strncasecmp(value[1].data, (u_char *) "https://", 8)
-                 == 0)))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid URL \"%V\" in \"%V\" directive, "
-                           "it must start with \"http://\" or \"https://\"",
-                           &value[1], &cmd->name);
-        return NGX_CONF_ERROR;
+    vmcf->endpoint = value[1];
+    vmcf->endpoint_kind = kind;
+
+    if (kind != VQ_ENDPOINT_FILE) {
+        return NGX_CONF_OK;
     }
 
-    return ngx_conf_set_str_slot(cf, cmd, conf);
+    path.data = value[1].data + 5;
+    path.len = value[1].len - 5;
+
+    return ngx_http_vaquero_exporter_file(cf, vmcf, &path);
 }
 
 
@@ -379,11 +492,9 @@ ngx_http_vaquero_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_vaquero_main_conf_t  *vmcf = conf;
 
-    u_char           *p, *last;
-    ssize_t           n;
-    ngx_str_t        *value, name;
-    ngx_file_t        file;
-    ngx_file_info_t   fi;
+    u_char     *p, *last;
+    size_t      n;
+    ngx_str_t  *value, name, content;
 
     if (vmcf->api_key.data) {
         return "is duplicate, or conflicts with \"vaquero_api_key\"";
@@ -392,47 +503,16 @@ ngx_http_vaquero_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     name = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = name;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"%V\": cannot open \"%s\"", &cmd->name,
-                           name.data);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 4096)
+    if (ngx_http_vaquero_read_file(cf, &name, 4096, &content)
+        != NGX_CONF_OK)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\": \"%s\" is not a key file (over 4k?)",
-                           &cmd->name, name.data);
-        ngx_close_file(file.fd);
-        return NGX_CONF_ERROR;
-    }
-
-    p = ngx_pnalloc(cf->pool, 4097);
-    if (p == NULL) {
-        ngx_close_file(file.fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_file(&file, p, 4096, 0);
-    ngx_close_file(file.fd);
-
-    if (n == NGX_ERROR) {
         return NGX_CONF_ERROR;
     }
 
     /* the key is the file's first line, without surrounding white space */
-    last = p + n;
+    p = content.data;
+    last = p + content.len;
+
     while (p < last && (*p == ' ' || *p == '\t')) {
         p++;
     }
@@ -445,8 +525,7 @@ ngx_http_vaquero_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (n == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\": \"%s\" holds no key", &cmd->name,
-                           name.data);
+                           "\"%V\": \"%V\" holds no key", &cmd->name, &name);
         return NGX_CONF_ERROR;
     }
 
@@ -455,6 +534,129 @@ ngx_http_vaquero_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     vmcf->api_key.len = n;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * A PEM file, read here, by the master: the key may be readable by root
+ * only, and the exporter threads run in workers.
+ */
+static char *
+ngx_http_vaquero_ssl_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t  *value, *field, name;
+
+    field = (ngx_str_t *) ((char *) conf + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_http_vaquero_read_file(cf, &name, 1024 * 1024, field)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strstrn(field->data, "-----BEGIN ", sizeof("-----BEGIN ") - 2)
+        == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"%V\" holds no PEM data", &cmd->name,
+                           &name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A whole file, of at most max bytes, NUL-terminated, into the
+ * configuration's pool; name is made full (relative to the configuration
+ * prefix), for the messages too.
+ */
+static char *
+ngx_http_vaquero_read_file(ngx_conf_t *cf, ngx_str_t *name, size_t max,
+    ngx_str_t *content)
+{
+    u_char           *p;
+    size_t            size;
+    ssize_t           n;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
+    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = *name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%s\" failed", name->data);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%s\" failed", name->data);
+        goto failed;
+    }
+
+    if (ngx_file_size(&fi) > (off_t) max) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" is too large, the most is %uz bytes",
+                           name->data, max);
+        goto failed;
+    }
+
+    size = (size_t) ngx_file_size(&fi);
+
+    p = ngx_pnalloc(cf->pool, size + 1);
+    if (p == NULL) {
+        goto failed;
+    }
+
+    n = ngx_read_file(&file, p, size, 0);
+
+    if (n == NGX_ERROR) {
+        goto failed;
+    }
+
+    if ((size_t) n != size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           ngx_read_file_n " \"%s\" returned only "
+                           "%z bytes instead of %uz", name->data, n, size);
+        goto failed;
+    }
+
+    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
+                      ngx_close_file_n " \"%s\" failed", name->data);
+    }
+
+    p[n] = '\0';
+    content->data = p;
+    content->len = n;
+
+    return NGX_CONF_OK;
+
+failed:
+
+    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
+                      ngx_close_file_n " \"%s\" failed", name->data);
+    }
+
+    return NGX_CONF_ERROR;
 }
 
 
@@ -509,31 +711,205 @@ ngx_http_vaquero_attribute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* vaquero_resource_attribute KEY VALUE: OTLP resource attributes */
 static char *
-ngx_http_vaquero_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_vaquero_resource_attribute(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
 {
     ngx_http_vaquero_main_conf_t  *vmcf = conf;
 
-    ngx_str_t  *value;
-
-    if (vmcf->mode != NGX_CONF_UNSET_UINT) {
-        return "is duplicate";
-    }
+    ngx_str_t     *value;
+    ngx_uint_t     i;
+    ngx_keyval_t  *kv;
 
     value = cf->args->elts;
 
-    if (ngx_strcmp(value[1].data, "production") == 0) {
-        vmcf->mode = NGX_HTTP_VAQUERO_PRODUCTION;
+    if (value[1].len == 0) {
+        return "has an empty key";
+    }
 
-    } else if (ngx_strcmp(value[1].data, "development") == 0) {
-        vmcf->mode = NGX_HTTP_VAQUERO_DEVELOPMENT;
+    if (vmcf->resource_attributes == NULL) {
+        vmcf->resource_attributes = ngx_array_create(cf->pool, 4,
+                                                     sizeof(ngx_keyval_t));
+        if (vmcf->resource_attributes == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
 
-    } else {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\" in \"%V\" directive, "
-                           "it must be \"production\" or \"development\"",
-                           &value[1], &cmd->name);
+    kv = vmcf->resource_attributes->elts;
+
+    for (i = 0; i < vmcf->resource_attributes->nelts; i++) {
+        if (kv[i].key.len == value[1].len
+            && ngx_strcmp(kv[i].key.data, value[1].data) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate key \"%V\" in \"%V\" directive",
+                               &value[1], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    kv = ngx_array_push(vmcf->resource_attributes);
+    if (kv == NULL) {
         return NGX_CONF_ERROR;
+    }
+
+    kv->key = value[1];
+    kv->value = value[2];
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * vaquero_export_header NAME VALUE: an extra header on every export
+ * request.  Headers that the exporter sets itself are refused rather than
+ * overridden (see ngx_http_vaquero_check_headers() for the ones that
+ * depend on other directives).
+ */
+static char *
+ngx_http_vaquero_export_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_vaquero_main_conf_t  *vmcf = conf;
+
+    u_char                     *p, *last;
+    ngx_str_t                  *value;
+    ngx_uint_t                  i;
+    ngx_http_vaquero_header_t  *h;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "has an empty name";
+    }
+
+    last = value[1].data + value[1].len;
+
+    for (p = value[1].data; p < last; p++) {
+        /* RFC 9110 token characters */
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9')
+              || ngx_strchr("!#$%&'*+-.^_`|~", *p) != NULL))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid header name \"%V\" in \"%V\" "
+                               "directive", &value[1], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    last = value[2].data + value[2].len;
+
+    for (p = value[2].data; p < last; p++) {
+        if (*p == CR || *p == LF || *p == '\0') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value of header \"%V\" in \"%V\" "
+                               "directive: a line break", &value[1],
+                               &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    for (i = 0; ngx_http_vaquero_own_headers[i].len; i++) {
+        if (ngx_http_vaquero_own_headers[i].len == value[1].len
+            && ngx_strcasecmp(ngx_http_vaquero_own_headers[i].data,
+                              value[1].data)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive cannot set \"%V\", the "
+                               "exporter sets it", &cmd->name, &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (vmcf->export_headers == NULL) {
+        vmcf->export_headers = ngx_array_create(cf->pool, 4,
+                                            sizeof(ngx_http_vaquero_header_t));
+        if (vmcf->export_headers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    h = vmcf->export_headers->elts;
+
+    for (i = 0; i < vmcf->export_headers->nelts; i++) {
+        if (h[i].name.len == value[1].len
+            && ngx_strcasecmp(h[i].name.data, value[1].data) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate header \"%V\" in \"%V\" "
+                               "directive", &value[1], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (vmcf->export_headers->nelts == VQ_EXPORTER_MAX_HEADERS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many \"%V\" directives, at most %d",
+                           &cmd->name, VQ_EXPORTER_MAX_HEADERS);
+        return NGX_CONF_ERROR;
+    }
+
+    h = ngx_array_push(vmcf->export_headers);
+    if (h == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    h->name = value[1];
+    h->value = value[2];
+    h->file = cf->conf_file->file.name;
+    h->line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Headers the exporter sets depending on other directives, which may come
+ * after vaquero_export_header: Authorization with a key, X-Project-ID
+ * with a project id in the Vaquero protocol.
+ */
+static char *
+ngx_http_vaquero_check_headers(ngx_conf_t *cf,
+    ngx_http_vaquero_main_conf_t *vmcf)
+{
+    char                       *own;
+    ngx_uint_t                  i;
+    ngx_http_vaquero_header_t  *h;
+
+    if (vmcf->export_headers == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    h = vmcf->export_headers->elts;
+
+    for (i = 0; i < vmcf->export_headers->nelts; i++) {
+        own = NULL;
+
+        if (vmcf->api_key.data
+            && h[i].name.len == sizeof("Authorization") - 1
+            && ngx_strcasecmp(h[i].name.data, (u_char *) "Authorization") == 0)
+        {
+            own = "Authorization\" with \"vaquero_api_key";
+
+        } else if (vmcf->project_id.data
+                   && vmcf->protocol == NGX_HTTP_VAQUERO_PROTOCOL_VAQUERO
+                   && h[i].name.len == sizeof("X-Project-ID") - 1
+                   && ngx_strcasecmp(h[i].name.data, (u_char *) "X-Project-ID")
+                      == 0)
+        {
+            own = "X-Project-ID\" with \"vaquero_project_id";
+        }
+
+        if (own) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"vaquero_export_header\" directive cannot set "
+                          "\"%s\", the exporter sets it, in %V:%ui", own,
+                          &h[i].file, h[i].line);
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;
@@ -666,16 +1042,37 @@ ngx_http_vaquero_sample_slow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * ngx_conf_check_num_bounds(), with a message that names the directive
+ * (nginx's own does not).
+ */
 static char *
-ngx_http_vaquero_check_batch_size(ngx_conf_t *cf, void *post, void *data)
+ngx_http_vaquero_check_bounds(ngx_conf_t *cf, void *post, void *data)
 {
-    ngx_int_t  *n = data;
+    ngx_conf_num_bounds_t  *bounds = post;
+    ngx_int_t              *np = data;
 
-    if (*n < 1 || *n > 10000) {
-        return "must be between 1 and 10000";
+    u_char  *p;
+
+    if (*np >= bounds->low && (bounds->high == -1 || *np <= bounds->high)) {
+        return NGX_CONF_OK;
     }
 
-    return NGX_CONF_OK;
+    p = ngx_pnalloc(cf->pool, sizeof("must be between  and ")
+                              + 2 * NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (bounds->high == -1) {
+        *ngx_sprintf(p, "must be at least %i", bounds->low) = '\0';
+
+    } else {
+        *ngx_sprintf(p, "must be between %i and %i", bounds->low,
+                     bounds->high) = '\0';
+    }
+
+    return (char *) p;
 }
 
 
@@ -799,12 +1196,22 @@ ngx_http_vaquero_create_main_conf(ngx_conf_t *cf)
      *     vmcf->api_key = { 0, NULL };
      *     vmcf->project_id = { 0, NULL };
      *     vmcf->service_name = { 0, NULL };
+     *     vmcf->endpoint_kind = 0;
+     *     vmcf->file = NULL;
+     *     vmcf->resource_attributes = NULL;
+     *     vmcf->export_headers = NULL;
+     *     vmcf->ssl_trusted_certificate = { 0, NULL };
+     *     vmcf->ssl_certificate = { 0, NULL };
+     *     vmcf->ssl_certificate_key = { 0, NULL };
      *     vmcf->enabled = 0;
      *     vmcf->shm_zone = NULL;
      *     vmcf->shm = NULL;
      */
 
+    vmcf->protocol = NGX_CONF_UNSET_UINT;
     vmcf->mode = NGX_CONF_UNSET_UINT;
+    vmcf->gzip = NGX_CONF_UNSET;
+    vmcf->ssl_verify = NGX_CONF_UNSET;
     vmcf->batch_size = NGX_CONF_UNSET;
     vmcf->flush_interval = NGX_CONF_UNSET_MSEC;
     vmcf->export_timeout = NGX_CONF_UNSET_MSEC;
@@ -821,31 +1228,54 @@ ngx_http_vaquero_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_vaquero_main_conf_t  *vmcf = conf;
 
+    const vq_preset_t  *preset;
+
     ngx_conf_init_uint_value(vmcf->mode, NGX_HTTP_VAQUERO_PRODUCTION);
+    ngx_conf_init_uint_value(vmcf->protocol,
+                             NGX_HTTP_VAQUERO_PROTOCOL_VAQUERO);
 
     /* the Python SDK's presets */
-    if (vmcf->mode == NGX_HTTP_VAQUERO_DEVELOPMENT) {
-        ngx_conf_init_value(vmcf->batch_size, 10);
-        ngx_conf_init_msec_value(vmcf->flush_interval, 2000);
+    preset = vq_mode_preset(vmcf->mode);
 
-    } else {
-        ngx_conf_init_value(vmcf->batch_size, 100);
-        ngx_conf_init_msec_value(vmcf->flush_interval, 5000);
-    }
+    ngx_conf_init_value(vmcf->batch_size, (ngx_int_t) preset->batch_size);
+    ngx_conf_init_msec_value(vmcf->flush_interval, preset->flush_interval_ms);
 
     ngx_conf_init_msec_value(vmcf->export_timeout, 5000);
     ngx_conf_init_msec_value(vmcf->shutdown_timeout, 3000);
     ngx_conf_init_size_value(vmcf->queue_size, 8 * 1024 * 1024);
+    ngx_conf_init_value(vmcf->gzip, 0);
+    ngx_conf_init_value(vmcf->ssl_verify, 1);
 
     if (vmcf->endpoint.data == NULL) {
         ngx_str_set(&vmcf->endpoint, "https://api.vaquero.app");
+        vmcf->endpoint_kind = VQ_ENDPOINT_HTTP;
     }
 
     if (vmcf->service_name.data == NULL) {
         ngx_str_set(&vmcf->service_name, "nginx");
     }
 
-    return NGX_CONF_OK;
+    if (vmcf->endpoint_kind == VQ_ENDPOINT_FILE
+        && ngx_http_vaquero_protocols[vmcf->protocol]->binary)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"vaquero_protocol %s\" (protobuf) cannot be "
+                           "written to the file endpoint \"%V\", use "
+                           "\"vaquero_protocol otlp_json\"",
+                           ngx_http_vaquero_protocols[vmcf->protocol]->name,
+                           &vmcf->endpoint);
+        return NGX_CONF_ERROR;
+    }
+
+    if (vmcf->ssl_certificate_key.data && vmcf->ssl_certificate.data == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"vaquero_ssl_certificate_key\" is set without "
+                           "\"vaquero_ssl_certificate\"");
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_vaquero_check_headers(cf, vmcf);
 }
 
 
@@ -920,7 +1350,7 @@ ngx_http_vaquero_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_vaquero_module);
 
-    if (vmcf->mode == NGX_HTTP_VAQUERO_DEVELOPMENT
+    if (vq_mode_preset(vmcf->mode)->capture_headers
         && n < VQ_SPAN_MAX_ATTRS
         && ngx_http_vaquero_capture_defaults(cf, conf, VQ_SPAN_MAX_ATTRS - n)
            != NGX_OK)

@@ -12,7 +12,8 @@
  *   ngx_http_vaquero_variables.c  the $vaquero_* variables
  *   ngx_http_vaquero_status.c     the vaquero_status page
  *   ngx_http_vaquero_zone.c       the shared zone that holds the queue
- *   ngx_http_vaquero_exporter.c   the exporter thread's lifecycle
+ *   ngx_http_vaquero_exporter.c   the exporter thread's lifecycle, and the
+ *                                 reopening of a file endpoint
  *   ngx_http_vaquero_process.c    per-process state: ids, random pool, timer
  */
 
@@ -29,8 +30,13 @@
 
 #define NGX_HTTP_VAQUERO_USER_AGENT  "ngx_vaquero_module/" VQ_VERSION
 
-#define NGX_HTTP_VAQUERO_PRODUCTION   0
-#define NGX_HTTP_VAQUERO_DEVELOPMENT  1
+#define NGX_HTTP_VAQUERO_PRODUCTION   VQ_MODE_PRODUCTION
+#define NGX_HTTP_VAQUERO_DEVELOPMENT  VQ_MODE_DEVELOPMENT
+
+/* vaquero_protocol: indexes of ngx_http_vaquero_protocols[] */
+#define NGX_HTTP_VAQUERO_PROTOCOL_VAQUERO    0
+#define NGX_HTTP_VAQUERO_PROTOCOL_OTLP       1
+#define NGX_HTTP_VAQUERO_PROTOCOL_OTLP_JSON  2
 
 /* vaquero_sample_rate not set: no ratio sampling (every trace, or the parent's) */
 #define NGX_HTTP_VAQUERO_NO_RATIO     ((uint64_t) -1)
@@ -53,17 +59,37 @@ typedef struct {
 } ngx_http_vaquero_peer_init_t;
 
 
+/* vaquero_export_header, with where it was set for later checks */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   value;
+    ngx_str_t                   file;
+    ngx_uint_t                  line;
+} ngx_http_vaquero_header_t;
+
+
 typedef struct {
     ngx_str_t                   endpoint;
+    ngx_int_t                   endpoint_kind;  /* VQ_ENDPOINT_* */
+    ngx_open_file_t            *file;           /* a file endpoint's */
+    ngx_uint_t                  protocol;
     ngx_str_t                   api_key;
     ngx_str_t                   project_id;
     ngx_str_t                   service_name;
+    ngx_array_t                *resource_attributes;  /* ngx_keyval_t */
+    ngx_array_t                *export_headers;  /* ..._header_t */
     ngx_uint_t                  mode;
     ngx_int_t                   batch_size;
     ngx_msec_t                  flush_interval;
     ngx_msec_t                  export_timeout;
     ngx_msec_t                  shutdown_timeout;
     size_t                      queue_size;
+
+    ngx_flag_t                  gzip;
+    ngx_flag_t                  ssl_verify;
+    ngx_str_t                   ssl_trusted_certificate;    /* PEM, read */
+    ngx_str_t                   ssl_certificate;            /*   by the */
+    ngx_str_t                   ssl_certificate_key;        /*   master */
 
     ngx_flag_t                  enabled;        /* some "vaquero" is not off */
     ngx_int_t                   request_id_index;
@@ -197,12 +223,15 @@ vq_queue_t *ngx_http_vaquero_zone_kept(ngx_http_vaquero_main_conf_t *vmcf,
     ngx_uint_t i, vq_stats_t **stats);
 void ngx_http_vaquero_zone_claim(ngx_http_vaquero_main_conf_t *vmcf);
 vq_resources_t *ngx_http_vaquero_zone_resources(void);
+void ngx_http_vaquero_zone_log_drops(ngx_log_t *log, ngx_uint_t force);
 
 /* ngx_http_vaquero_exporter.c */
 ngx_int_t ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle);
-void ngx_http_vaquero_exporter_stop(void);
+void ngx_http_vaquero_exporter_stop(ngx_log_t *log);
 void ngx_http_vaquero_exporter_log(ngx_log_t *log);
 ngx_cycle_t *ngx_http_vaquero_exporter_cycle(void);
+char *ngx_http_vaquero_exporter_file(ngx_conf_t *cf,
+    ngx_http_vaquero_main_conf_t *vmcf, ngx_str_t *path);
 
 /* ngx_http_vaquero_process.c */
 ngx_int_t ngx_http_vaquero_init_process(ngx_cycle_t *cycle);
@@ -212,7 +241,8 @@ vq_idgen_t *ngx_http_vaquero_idgen(void);
 ngx_int_t ngx_http_vaquero_random16(u_char *out);
 
 
-extern ngx_module_t  ngx_http_vaquero_module;
+extern ngx_module_t          ngx_http_vaquero_module;
+extern const vq_protocol_t  *ngx_http_vaquero_protocols[];
 
 
 #endif /* _NGX_HTTP_VAQUERO_MODULE_H_INCLUDED_ */

@@ -1,7 +1,8 @@
 /*
  * Per-process state: the id generator, the random pool behind
  * $request_id, libvaquero's set-up, and the timer that writes what the
- * exporter thread has to say into the error log.
+ * exporter thread has to say, and the spans the queue refused, into the
+ * error log.
  *
  * Workers and the single process ("master_process off") get all of it;
  * the cache manager and loader get none, as they never run exit_process.
@@ -83,7 +84,7 @@ void
 ngx_http_vaquero_reconfigure(void)
 {
     if (ngx_process == NGX_PROCESS_SINGLE) {
-        ngx_http_vaquero_exporter_stop();
+        ngx_http_vaquero_exporter_stop(ngx_cycle->log);
     }
 }
 
@@ -162,7 +163,8 @@ ngx_http_vaquero_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_vaquero_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_vaquero_exporter_stop();
+    ngx_http_vaquero_exporter_stop(cycle->log);
+    ngx_http_vaquero_zone_log_drops(cycle->log, 1);
 
     if (ngx_http_vaquero_library_ready) {
         vq_library_cleanup();
@@ -183,6 +185,7 @@ ngx_http_vaquero_timer_handler(ngx_event_t *ev)
     ev->log = ngx_cycle->log;
 
     ngx_http_vaquero_exporter_log(ev->log);
+    ngx_http_vaquero_zone_log_drops(ev->log, 0);
 
     /* master_process off: after a reload, export with the new cycle */
     if (ngx_process == NGX_PROCESS_SINGLE
@@ -190,7 +193,7 @@ ngx_http_vaquero_timer_handler(ngx_event_t *ev)
         && ngx_http_vaquero_exporter_cycle() != (ngx_cycle_t *) ngx_cycle
         && !ngx_exiting && !ngx_quit && !ngx_terminate)
     {
-        ngx_http_vaquero_exporter_stop();
+        ngx_http_vaquero_exporter_stop(ev->log);
         (void) ngx_http_vaquero_exporter_start((ngx_cycle_t *) ngx_cycle);
     }
 

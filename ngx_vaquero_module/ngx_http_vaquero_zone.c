@@ -17,7 +17,8 @@
  *
  * Each configuration that initialises a zone gets a generation, stamped
  * into every span it records; the resource of each generation (service
- * name, project id, environment) is kept in the master's memory, so that
+ * name, project id, environment, vaquero_resource_attribute) is kept in
+ * the master's memory, so that
  * every worker forked after it knows the resources of its own generation
  * and all earlier ones, which are the only spans its exporter sends.
  *
@@ -75,6 +76,11 @@ static ngx_int_t ngx_http_vaquero_add_resource(ngx_shm_zone_t *shm_zone,
 /* in the master (or the single process), and inherited by each worker */
 static uint32_t         ngx_http_vaquero_generation;
 static vq_resources_t  *ngx_http_vaquero_resources;
+
+/* per process: spans the queue refused since the error log last said so */
+static uint64_t         ngx_http_vaquero_dropped;
+static time_t           ngx_http_vaquero_dropped_since;
+static time_t           ngx_http_vaquero_drop_logged;
 
 
 ngx_int_t
@@ -391,7 +397,11 @@ ngx_http_vaquero_add_resource(ngx_shm_zone_t *shm_zone,
 {
     int             rc;
     u_char         *p;
+    size_t          size;
+    vq_kv_t        *kv;
+    ngx_uint_t      i, n;
     ngx_log_t      *log;
+    ngx_keyval_t   *attr;
     vq_resource_t   res;
 
     log = shm_zone->shm.log;
@@ -403,13 +413,25 @@ ngx_http_vaquero_add_resource(ngx_shm_zone_t *shm_zone,
         }
     }
 
+    n = vmcf->resource_attributes ? vmcf->resource_attributes->nelts : 0;
+    attr = n ? vmcf->resource_attributes->elts : NULL;
+
     /* NUL-terminated copies, for the time of the call */
-    p = ngx_alloc(vmcf->service_name.len + 1 + vmcf->project_id.len + 1, log);
-    if (p == NULL) {
+    size = n * sizeof(vq_kv_t) + vmcf->service_name.len + 1
+           + vmcf->project_id.len + 1;
+
+    for (i = 0; i < n; i++) {
+        size += attr[i].key.len + 1 + attr[i].value.len + 1;
+    }
+
+    kv = ngx_alloc(size, log);
+    if (kv == NULL) {
         return NGX_ERROR;
     }
 
     ngx_memzero(&res, sizeof(vq_resource_t));
+
+    p = (u_char *) (kv + n);
 
     res.service_name = (char *) p;
     p = ngx_cpymem(p, vmcf->service_name.data, vmcf->service_name.len);
@@ -418,15 +440,27 @@ ngx_http_vaquero_add_resource(ngx_shm_zone_t *shm_zone,
     if (vmcf->project_id.data) {
         res.project_id = (char *) p;
         p = ngx_cpymem(p, vmcf->project_id.data, vmcf->project_id.len);
-        *p = '\0';
     }
 
-    res.environment = vmcf->mode == NGX_HTTP_VAQUERO_DEVELOPMENT
-                      ? "development" : "production";
+    *p++ = '\0';
+
+    for (i = 0; i < n; i++) {
+        kv[i].key = (char *) p;
+        p = ngx_cpymem(p, attr[i].key.data, attr[i].key.len);
+        *p++ = '\0';
+
+        kv[i].value = (char *) p;
+        p = ngx_cpymem(p, attr[i].value.data, attr[i].value.len);
+        *p++ = '\0';
+    }
+
+    res.environment = vq_mode_preset(vmcf->mode)->environment;
+    res.attributes = kv;
+    res.nattributes = n;
 
     rc = vq_resources_add(ngx_http_vaquero_resources, vmcf->generation, &res);
 
-    ngx_free((char *) res.service_name);
+    ngx_free(kv);
 
     if (rc != VQ_OK) {
         ngx_log_error(NGX_LOG_EMERG, log, 0,
@@ -508,25 +542,58 @@ ngx_http_vaquero_zone_claim(ngx_http_vaquero_main_conf_t *vmcf)
 
 /*
  * Hands a finished span to the exporters.  A full queue refuses it and
- * counts the refusal; the request never waits, and the log says so at
- * most once per interval.
+ * counts the refusal; the request never waits, and the error log says so
+ * at most once per interval, with how many were refused.
  */
 void
 ngx_http_vaquero_record(ngx_http_vaquero_main_conf_t *vmcf, vq_span_t *span,
     ngx_log_t *log)
 {
-    static time_t  last_drop_log;
-
     span->h.generation = vmcf->generation;
 
     vq_stats_add(&vmcf->shm->stats.spans_recorded, 1);
 
-    if (vq_queue_push(vmcf->shm->queue, span, vq_span_size(span)) == VQ_EFULL
-        && ngx_time() - last_drop_log >= NGX_HTTP_VAQUERO_DROP_LOG_INTERVAL)
+    if (vq_queue_push(vmcf->shm->queue, span, vq_span_size(span)) != VQ_EFULL)
     {
-        last_drop_log = ngx_time();
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "vaquero: span queue is full, dropping spans "
-                      "(exporter behind or collector unreachable)");
+        return;
     }
+
+    if (ngx_http_vaquero_dropped++ == 0) {
+        ngx_http_vaquero_dropped_since = ngx_time();
+    }
+
+    ngx_http_vaquero_zone_log_drops(log, 0);
+}
+
+
+/*
+ * The spans this process could not queue since it last said so: at most
+ * once per interval (from the request path and the process timer), and,
+ * forced, whatever is left when the process exits.
+ */
+void
+ngx_http_vaquero_zone_log_drops(ngx_log_t *log, ngx_uint_t force)
+{
+    ngx_tm_t  tm;
+
+    if (ngx_http_vaquero_dropped == 0
+        || (ngx_time() - ngx_http_vaquero_drop_logged
+                < NGX_HTTP_VAQUERO_DROP_LOG_INTERVAL
+            && !force))
+    {
+        return;
+    }
+
+    ngx_gmtime(ngx_http_vaquero_dropped_since, &tm);
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "vaquero: the span queue is full, %uL spans dropped since "
+                  "%4d-%02d-%02dT%02d:%02d:%02dZ (the exporters are behind, "
+                  "or the collector is unreachable)",
+                  ngx_http_vaquero_dropped, tm.ngx_tm_year, tm.ngx_tm_mon,
+                  tm.ngx_tm_mday, tm.ngx_tm_hour, tm.ngx_tm_min,
+                  tm.ngx_tm_sec);
+
+    ngx_http_vaquero_dropped = 0;
+    ngx_http_vaquero_drop_logged = ngx_time();
 }

@@ -14,6 +14,7 @@ my $t = VaqueroTest->new;
 
 $t->write_file('key.txt', "  file-key-789 \n# comment\n");
 $t->write_file('empty.txt', "\n");
+$t->write_file('cert.pem', "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
 
 sub conf {
     my ($http, $loc) = @_;
@@ -56,6 +57,16 @@ my ($rc, $out) = nginx_t(<<'HTTP', <<'LOC');
     vaquero_agent_name edge;
     vaquero_span_name "$request_method $uri";
     vaquero_attribute tenant $http_x_tenant;
+    vaquero_protocol otlp_json;
+    vaquero_resource_attribute service.version 1.2.3;
+    vaquero_resource_attribute deployment.region "eu west";
+    vaquero_export_header X-Scope-OrgID tenant-1;
+    vaquero_export_header X-Empty "";
+    vaquero_gzip on;
+    vaquero_ssl_verify off;
+    vaquero_ssl_trusted_certificate cert.pem;
+    vaquero_ssl_certificate cert.pem;
+    vaquero_ssl_certificate_key cert.pem;
 HTTP
             vaquero $http_x_trace;
             vaquero_agent_name loc-agent;
@@ -75,26 +86,97 @@ is($rc, 0, 'every directive accepted') or diag($out);
 ($rc, $out) = nginx_t("vaquero_api_key k;\n vaquero on;", 'vaquero off;');
 is($rc, 0, 'vaquero at http level, off in a location') or diag($out);
 
+# endpoints nginx -t takes, with the check the exporter makes
+
+for my $ep ('HTTPS://collector.example', 'Http://127.0.0.1:4318/base/',
+            'https://[::1]:4318', 'http://h:65535/a/b') {
+    ($rc, $out) = nginx_t("vaquero_endpoint $ep;");
+    is($rc, 0, "endpoint $ep accepted") or diag($out);
+}
+
+# a file endpoint: nginx -t creates the file, for its owner only
+($rc, $out) = nginx_t('vaquero_endpoint file:%%TESTDIR%%/spans.jsonl;');
+is($rc, 0, 'file endpoint accepted') or diag($out);
+ok(-f $t->dir . '/spans.jsonl', 'and created');
+is((stat $t->dir . '/spans.jsonl')[2] & 07777, 0600, 'mode 0600');
+
+($rc, $out) = nginx_t('vaquero_endpoint file:%%TESTDIR%%/spans.jsonl; '
+                      . 'vaquero_protocol otlp_json;');
+is($rc, 0, 'file endpoint with OTLP JSON') or diag($out);
+
+# Authorization is the collector's own when there is no vaquero_api_key
+($rc, $out) = nginx_t('vaquero_export_header Authorization "Basic dTpw";');
+is($rc, 0, 'export header Authorization without a key') or diag($out);
+($rc, $out) = nginx_t('vaquero_protocol otlp; vaquero_project_id p; '
+                      . 'vaquero_export_header X-Project-ID q;');
+is($rc, 0, 'X-Project-ID is free with OTLP') or diag($out);
+
 # bad values
 
 my @bad = (
     [ 'vaquero maybe;', '', qr/invalid value "maybe" in "vaquero" directive/ ],
     [ '', 'vaquero on; vaquero off;', qr/"vaquero" directive is duplicate/ ],
     [ 'vaquero_endpoint ftp://x;', undef,
-      qr/invalid URL "ftp:\/\/x" in "vaquero_endpoint"/ ],
-    [ 'vaquero_endpoint http://;', undef, qr/in "vaquero_endpoint"/ ],
-    [ 'vaquero_endpoint file:/tmp/x;', undef,
-      qr/"vaquero_endpoint": file endpoints are not supported yet/ ],
+      qr/invalid URL "ftp:\/\/x" in "vaquero_endpoint" directive, it must start with "http:\/\/", "https:\/\/" or "file:\/"/ ],
+    [ 'vaquero_endpoint http://;', undef,
+      qr/invalid URL "http:\/\/" in "vaquero_endpoint" directive, it has no host/ ],
+    [ 'vaquero_endpoint https:///base;', undef, qr/in "vaquero_endpoint" directive, it has no host/ ],
+    [ 'vaquero_endpoint http//x;', undef, qr/in "vaquero_endpoint" directive, it must start with/ ],
+    [ 'vaquero_endpoint http://h:0;', undef, qr/in "vaquero_endpoint" directive, it has an invalid port/ ],
+    [ 'vaquero_endpoint http://h:99999;', undef, qr/it has an invalid port/ ],
+    [ 'vaquero_endpoint http://user:pw@h;', undef, qr/it must not hold a user name or password/ ],
+    [ 'vaquero_endpoint http://h/?a=1;', undef, qr/it must not have a query/ ],
+    [ 'vaquero_endpoint file:relative.jsonl;', undef,
+      qr/invalid URL "file:relative.jsonl" in "vaquero_endpoint" directive, the path after "file:" must be absolute/ ],
+    [ 'vaquero_endpoint file:/nonexistent-vq-dir/spans.jsonl;', undef,
+      qr/open\(\) "\/nonexistent-vq-dir\/spans.jsonl" failed \(2: No such file or directory\)/ ],
+    [ 'vaquero_endpoint http://a; vaquero_endpoint http://b;', undef,
+      qr/"vaquero_endpoint" directive is duplicate/ ],
+    [ 'vaquero_protocol zipkin;', undef,
+      qr/invalid value "zipkin" in "vaquero_protocol" directive, it must be "vaquero", "otlp" or "otlp_json"/ ],
+    [ 'vaquero_protocol otlp; vaquero_protocol otlp_json;', undef,
+      qr/"vaquero_protocol" directive is duplicate/ ],
+    [ 'vaquero_endpoint file:%%TESTDIR%%/spans.jsonl; vaquero_protocol otlp;', undef,
+      qr/"vaquero_protocol otlp" \(protobuf\) cannot be written to the file endpoint/ ],
+    [ 'vaquero_resource_attribute "" x;', undef,
+      qr/"vaquero_resource_attribute" directive has an empty key/ ],
+    [ 'vaquero_resource_attribute k;', undef,
+      qr/invalid number of arguments in "vaquero_resource_attribute"/ ],
+    [ 'vaquero_resource_attribute a 1; vaquero_resource_attribute a 2;', undef,
+      qr/duplicate key "a" in "vaquero_resource_attribute" directive/ ],
+    [ 'vaquero_export_header "Bad Name" x;', undef,
+      qr/invalid header name "Bad Name" in "vaquero_export_header" directive/ ],
+    [ 'vaquero_export_header content-type text/plain;', undef,
+      qr/"vaquero_export_header" directive cannot set "content-type", the exporter sets it/ ],
+    [ 'vaquero_export_header X-A 1; vaquero_export_header x-a 2;', undef,
+      qr/duplicate header "x-a" in "vaquero_export_header" directive/ ],
+    [ 'vaquero_export_header Authorization "Basic x";' . "\n" . 'vaquero_api_key k;', undef,
+      qr/"vaquero_export_header" directive cannot set "Authorization" with "vaquero_api_key", the exporter sets it/ ],
+    [ 'vaquero_export_header X-Project-ID p; vaquero_project_id p;', undef,
+      qr/cannot set "X-Project-ID" with "vaquero_project_id"/ ],
+    [ join(' ', map { "vaquero_export_header X-H$_ v;" } 1 .. 33), undef,
+      qr/too many "vaquero_export_header" directives, at most 32/ ],
+    [ 'vaquero_gzip maybe;', undef, qr/invalid value "maybe" in "vaquero_gzip" directive/ ],
+    [ 'vaquero_ssl_verify maybe;', undef, qr/invalid value "maybe" in "vaquero_ssl_verify" directive/ ],
+    [ 'vaquero_ssl_certificate nonexistent.pem;', undef,
+      qr/open\(\) "\S*\/nonexistent.pem" failed \(2: No such file or directory\)/ ],
+    [ 'vaquero_ssl_trusted_certificate key.txt;', undef,
+      qr/"vaquero_ssl_trusted_certificate": "\S*key.txt" holds no PEM data/ ],
+    [ 'vaquero_ssl_certificate_key cert.pem;', undef,
+      qr/"vaquero_ssl_certificate_key" is set without "vaquero_ssl_certificate"/ ],
+    [ 'vaquero_ssl_certificate cert.pem; vaquero_ssl_certificate cert.pem;', undef,
+      qr/"vaquero_ssl_certificate" directive is duplicate/ ],
     [ 'vaquero_api_key "";', undef, qr/"vaquero_api_key" directive must not be empty/ ],
     [ 'vaquero_api_key k; vaquero_api_key_file key.txt;', undef,
       qr/"vaquero_api_key_file" directive is duplicate, or conflicts/ ],
     [ 'vaquero_api_key_file nonexistent.txt;', undef,
-      qr/"vaquero_api_key_file": cannot open ".*nonexistent.txt"/ ],
+      qr/open\(\) "\S*\/nonexistent.txt" failed \(2: No such file or directory\)/ ],
     [ 'vaquero_api_key_file empty.txt;', undef,
       qr/"vaquero_api_key_file": ".*empty.txt" holds no key/ ],
     [ 'vaquero_project_id "";', undef, qr/"vaquero_project_id" directive must not be empty/ ],
     [ 'vaquero_service_name "";', undef, qr/"vaquero_service_name" directive must not be empty/ ],
-    [ 'vaquero_mode staging;', undef, qr/invalid value "staging" in "vaquero_mode"/ ],
+    [ 'vaquero_mode staging;', undef,
+      qr/invalid value "staging" in "vaquero_mode" directive, it must be "production" or "development"/ ],
     [ 'vaquero_batch_size 0;', undef, qr/"vaquero_batch_size" directive must be between 1 and 10000/ ],
     [ 'vaquero_batch_size 10001;', undef, qr/"vaquero_batch_size" directive must be between 1 and 10000/ ],
     [ 'vaquero_batch_size many;', undef, qr/"vaquero_batch_size" directive invalid number/ ],

@@ -91,7 +91,7 @@ is(scalar(grep { $_->{raw_data}{attributes}{'url.path'} eq '/during-outage' }
 my %ids = map { $_->{raw_data}{metadata}{span_id} => 1 } @spans;
 is(scalar keys %ids, 150, 'none twice');
 ok(grep({ $_->{mode} eq '503' } $t->collected), 'the collector did refuse');
-like($t->error_log, qr/\[warn\].*vaquero: export to \S+ failed with HTTP 503/,
+like($t->error_log, qr/\[error\].*vaquero: export to \S+ failed with HTTP 503/,
      'the failure is in error.log');
 is(join("\n", $t->alerts), '', 'no alerts through reloads');
 

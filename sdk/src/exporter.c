@@ -1,5 +1,12 @@
 /*
- * The exporter thread: queue -> batch -> Vaquero JSON -> HTTP POST.
+ * The exporter thread: queue -> batch -> body -> transport.
+ *
+ * The thread knows neither the wire format nor how a body travels: the
+ * protocol (vaquero/protocol.h) encodes a batch and says which path,
+ * content type and project header go with it; the transport
+ * (vaquero/transport.h) takes the body to an HTTP collector or a file.
+ * What is here is batching, the retry policy, the stop, generations, and
+ * what gets reported.
  *
  * A batch holds records of one resource (the table's entry for their
  * generations): the first record that does not belong waits in the slot
@@ -17,15 +24,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include <vaquero/vaquero.h>
+#include <vaquero/endpoint.h>
 
 #define VQ_IDLE_POLL_MS       10        /* queue poll while idle */
 #define VQ_MESSAGE_INTERVAL   10000     /* ms between two log messages */
 #define VQ_BACKOFF_MIN_MS     100
 #define VQ_BACKOFF_MAX_MS     10000
-#define VQ_TRANSFER_POLL_MS   50        /* deadline checks during a transfer */
 #define VQ_STALL_MS           1000      /* a claimed slot's writer has no pid */
 #define VQ_STALL_WARN_MS      10000     /* a live writer holds the queue head */
 #define VQ_MOVE_MAX           1024      /* records moved between two batches */
@@ -44,9 +49,13 @@ typedef struct {
 
 struct vq_exporter_s {
     vq_exporter_conf_t    conf;
-    char                 *url;
+    const vq_protocol_t  *protocol;
+    vq_transport_t       *transport;
+    char                 *target;           /* URL or path, for messages */
     char                  hostname[256];
     vq_resource_t         res;              /* the configuration's own */
+    vq_kv_t              *res_attrs;        /* its extra attributes */
+    vq_kv_t              *headers;          /* extra export headers */
     vq_resources_t       *resources;        /* by generation, or NULL */
     vq_resource_t         batch_res;        /* the batch's, when not res */
 
@@ -56,11 +65,9 @@ struct vq_exporter_s {
     int                   draining;         /* stopping: the snapshot only */
     int                   old_warned;
 
-    CURLM                *multi;            /* owns the kept-alive connection */
-    CURL                 *curl;
-    struct curl_slist    *headers;
-    char                 *headers_project;  /* the X-Project-ID in headers */
-    char                  curl_error[CURL_ERROR_SIZE];
+    int                   headers_set;
+    char                 *headers_project;  /* the project header's value */
+    vq_send_result_t      result;
     vq_buf_t              body;
 
     vq_span_t            *batch;            /* batch_size + 1 records */
@@ -81,8 +88,13 @@ struct vq_exporter_s {
     int                   stopping;         /* under lock */
     int64_t               abort_at;         /* atomic; 0: no deadline */
 
-    char                  message[256];     /* under lock */
+    /* under lock: what the owner logs, at most one message per interval */
+    char                  message[256];
+    int                   message_level;    /* 0: none */
     int64_t               message_taken;
+    time_t                window_start;     /* counting since then */
+    uint64_t              window_failures;  /* export attempts failed */
+    uint64_t              window_dropped;   /* spans the exporter dropped */
 };
 
 static int64_t
@@ -100,23 +112,48 @@ copy_string(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/*
+ * The message for the owner's log.  A pending message is replaced by a
+ * later one, which keeps the level of the worst: a recovery that follows
+ * failures within the interval is logged as they would have been, with
+ * their count (see vq_exporter_take_message()).
+ */
 static void
-set_message(vq_exporter_t *ex, const char *fmt, ...)
+set_message(vq_exporter_t *ex, int level, const char *fmt, ...)
 {
     va_list  args;
 
     pthread_mutex_lock(&ex->lock);
+
     va_start(args, fmt);
     vsnprintf(ex->message, sizeof(ex->message), fmt, args);
     va_end(args);
+
+    if (ex->message_level == 0 || level < ex->message_level) {
+        ex->message_level = level;
+    }
+
+    pthread_mutex_unlock(&ex->lock);
+}
+
+/* Counted into the next message. */
+static void
+count_failure(vq_exporter_t *ex, uint64_t dropped)
+{
+    pthread_mutex_lock(&ex->lock);
+    ex->window_failures += dropped == 0;
+    ex->window_dropped += dropped;
     pthread_mutex_unlock(&ex->lock);
 }
 
 size_t
-vq_exporter_take_message(vq_exporter_t *ex, char *buf, size_t size)
+vq_exporter_take_message(vq_exporter_t *ex, char *buf, size_t size,
+    int *level)
 {
-    size_t   len;
-    int64_t  now;
+    size_t     len;
+    int64_t    now;
+    struct tm  tm;
+    char       since[32];
 
     if (size == 0) {
         return 0;
@@ -127,109 +164,48 @@ vq_exporter_take_message(vq_exporter_t *ex, char *buf, size_t size)
 
     pthread_mutex_lock(&ex->lock);
 
-    if (ex->message[0] != '\0'
-        && (ex->message_taken == 0
+    /* once the thread is stopped, what it said last is always given */
+    if (ex->message_level != 0
+        && (ex->message_taken == 0 || !ex->running
             || now - ex->message_taken >= VQ_MESSAGE_INTERVAL))
     {
-        len = strlen(ex->message);
+        len = (size_t) snprintf(buf, size, "%s", ex->message);
+
+        if (ex->window_failures || ex->window_dropped) {
+            gmtime_r(&ex->window_start, &tm);
+            strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+            if (len < size) {
+                len += (size_t) snprintf(buf + len, size - len,
+                                         " (since %s: %llu failed exports, "
+                                         "%llu spans dropped as "
+                                         "undeliverable)", since,
+                                         (unsigned long long)
+                                             ex->window_failures,
+                                         (unsigned long long)
+                                             ex->window_dropped);
+            }
+        }
+
         if (len >= size) {
             len = size - 1;
         }
-        memcpy(buf, ex->message, len);
-        buf[len] = '\0';
+
+        if (level) {
+            *level = ex->message_level;
+        }
+
         ex->message[0] = '\0';
+        ex->message_level = 0;
         ex->message_taken = now;
+        ex->window_start = time(NULL);
+        ex->window_failures = 0;
+        ex->window_dropped = 0;
     }
 
     pthread_mutex_unlock(&ex->lock);
 
     return len;
-}
-
-static size_t
-discard_body(char *ptr, size_t size, size_t nmemb, void *data)
-{
-    (void) ptr;
-    (void) data;
-    return size * nmemb;
-}
-
-static int
-past_deadline(vq_exporter_t *ex)
-{
-    int64_t  at;
-
-    at = __atomic_load_n(&ex->abort_at, __ATOMIC_RELAXED);
-
-    return at != 0 && monotonic_ms() >= at;
-}
-
-static int
-add_header(vq_exporter_t *ex, const char *name, const char *value)
-{
-    struct curl_slist  *list;
-    char               *line;
-    size_t              len;
-
-    len = strlen(name) + 2 + strlen(value) + 1;
-    line = malloc(len);
-    if (line == NULL) {
-        return VQ_ENOMEM;
-    }
-
-    snprintf(line, len, "%s: %s", name, value);
-    list = curl_slist_append(ex->headers, line);
-
-    /* it may hold the key */
-    memset(line, 0, len);
-    free(line);
-
-    if (list == NULL) {
-        return VQ_ENOMEM;
-    }
-
-    ex->headers = list;
-    return VQ_OK;
-}
-
-static int
-add_bearer(vq_exporter_t *ex)
-{
-    char  *value;
-    int    rc;
-
-    value = malloc(sizeof("Bearer ") + strlen(ex->conf.api_key));
-    if (value == NULL) {
-        return VQ_ENOMEM;
-    }
-
-    strcpy(value, "Bearer ");
-    strcat(value, ex->conf.api_key);
-
-    rc = add_header(ex, "Authorization", value);
-
-    /* the key is a secret: do not leave copies of it lying around */
-    memset(value, 0, strlen(value));
-    free(value);
-
-    return rc;
-}
-
-static void
-free_headers(vq_exporter_t *ex)
-{
-    struct curl_slist  *h;
-
-    /* the Authorization line holds the key: do not leave copies around */
-    for (h = ex->headers; h; h = h->next) {
-        memset(h->data, 0, strlen(h->data));
-    }
-
-    curl_slist_free_all(ex->headers);
-    ex->headers = NULL;
-
-    free(ex->headers_project);
-    ex->headers_project = NULL;
 }
 
 static int
@@ -238,78 +214,181 @@ same_string(const char *a, const char *b)
     return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
 }
 
-/* The request headers, with X-Project-ID: project (none if NULL). */
+static char *
+header_line(const char *name, const char *value1, const char *value2)
+{
+    char    *line;
+    size_t   len;
+
+    len = strlen(name) + 2 + strlen(value1) + strlen(value2) + 1;
+
+    line = malloc(len);
+    if (line != NULL) {
+        snprintf(line, len, "%s: %s%s", name, value1, value2);
+    }
+
+    return line;
+}
+
+/*
+ * The request headers, with the protocol's project header for project
+ * (none if NULL): made again only when the project changes.
+ */
 static int
 set_headers(vq_exporter_t *ex, const char *project)
 {
-    struct curl_slist  *list;
+    const vq_protocol_t  *p;
+    char                 *lines[4 + VQ_EXPORTER_MAX_HEADERS], *copy;
+    size_t                n, i;
+    int                   rc;
 
-    if (ex->headers && same_string(project, ex->headers_project)) {
+    if (ex->headers_set && same_string(project, ex->headers_project)) {
         return VQ_OK;
     }
 
-    free_headers(ex);
+    p = ex->protocol;
+    n = 0;
+    rc = VQ_ENOMEM;
 
-    if (add_header(ex, "Content-Type", "application/json") != VQ_OK
-        || add_header(ex, "User-Agent", ex->conf.user_agent) != VQ_OK
-        || (ex->conf.api_key && add_bearer(ex) != VQ_OK)
-        || (project && add_header(ex, "X-Project-ID", project) != VQ_OK)
-        || (project && (ex->headers_project = strdup(project)) == NULL))
-    {
-        free_headers(ex);
-        return VQ_ENOMEM;
+    lines[n++] = header_line("Content-Type", p->content_type, "");
+    lines[n++] = header_line("User-Agent", ex->conf.user_agent, "");
+
+    if (ex->conf.api_key) {
+        lines[n++] = header_line("Authorization", "Bearer ",
+                                 ex->conf.api_key);
     }
 
-    /* no "Expect: 100-continue" round trip on large bodies */
-    list = curl_slist_append(ex->headers, "Expect:");
-    if (list == NULL) {
-        free_headers(ex);
-        return VQ_ENOMEM;
+    if (p->project_header && project) {
+        lines[n++] = header_line(p->project_header, project, "");
     }
 
-    ex->headers = list;
-
-    if (ex->curl) {
-        curl_easy_setopt(ex->curl, CURLOPT_HTTPHEADER, ex->headers);
+    for (i = 0; i < ex->conf.nheaders; i++) {
+        lines[n++] = header_line(ex->headers[i].key, ex->headers[i].value, "");
     }
 
-    return VQ_OK;
+    for (i = 0; i < n; i++) {
+        if (lines[i] == NULL) {
+            goto done;
+        }
+    }
+
+    copy = NULL;
+    if (project && (copy = strdup(project)) == NULL) {
+        goto done;
+    }
+
+    rc = vq_transport_set_headers(ex->transport, (const char *const *) lines,
+                                  n);
+    if (rc != VQ_OK) {
+        free(copy);
+        goto done;
+    }
+
+    free(ex->headers_project);
+    ex->headers_project = copy;
+    ex->headers_set = 1;
+
+done:
+
+    /* they may hold the key: do not leave copies of it lying around */
+    for (i = 0; i < n; i++) {
+        if (lines[i]) {
+            memset(lines[i], 0, strlen(lines[i]));
+            free(lines[i]);
+        }
+    }
+
+    return rc;
 }
 
-static int
-setup_curl(vq_exporter_t *ex)
+static vq_kv_t *
+copy_kv(const vq_kv_t *kv, size_t n)
 {
-    CURL  *c;
+    vq_kv_t  *c;
+    size_t    i;
 
-    if (set_headers(ex, ex->conf.project_id) != VQ_OK) {
-        return VQ_ENOMEM;
-    }
-
-    c = curl_easy_init();
+    c = calloc(n ? n : 1, sizeof(vq_kv_t));
     if (c == NULL) {
-        return VQ_ENOMEM;
+        return NULL;
     }
 
-    ex->curl = c;
+    for (i = 0; i < n; i++) {
+        c[i].key = copy_string(kv[i].key);
+        c[i].value = copy_string(kv[i].value);
 
-    curl_easy_setopt(c, CURLOPT_URL, ex->url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, ex->headers);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long) ex->conf.export_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long) ex->conf.export_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ex->curl_error);
-
-    ex->multi = curl_multi_init();
-    if (ex->multi == NULL) {
-        return VQ_ENOMEM;
+        if (c[i].key == NULL || c[i].value == NULL) {
+            break;
+        }
     }
 
-    return VQ_OK;
+    if (i < n) {
+        for (i = 0; i < n; i++) {
+            free((char *) c[i].key);
+            free((char *) c[i].value);
+        }
+        free(c);
+        return NULL;
+    }
+
+    return c;
+}
+
+static void
+free_kv(vq_kv_t *kv, size_t n)
+{
+    size_t  i;
+
+    if (kv == NULL) {
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (kv[i].value) {
+            memset((char *) kv[i].value, 0, strlen(kv[i].value));
+        }
+        free((char *) kv[i].key);
+        free((char *) kv[i].value);
+    }
+
+    free(kv);
+}
+
+static vq_transport_t *
+create_transport(vq_exporter_t *ex, const vq_exporter_conf_t *conf, int kind,
+    char *err, size_t err_size)
+{
+    vq_http_conf_t   hc;
+    vq_transport_t  *t;
+    char            *url;
+
+    if (kind == VQ_ENDPOINT_FILE) {
+        return vq_transport_file_create(vq_endpoint_file_path(conf->endpoint),
+                                        conf->file_fd > 0 ? conf->file_fd : -1,
+                                        err, err_size);
+    }
+
+    url = vq_endpoint_url(conf->endpoint, ex->protocol->path);
+    if (url == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+
+    memset(&hc, 0, sizeof(vq_http_conf_t));
+    hc.url = url;
+    hc.timeout_ms = conf->export_timeout_ms;
+    hc.gzip = conf->gzip;
+    hc.ssl_no_verify = conf->ssl_no_verify;
+    hc.ssl_trusted_certificate = conf->ssl_trusted_certificate;
+    hc.ssl_trusted_certificate_len = conf->ssl_trusted_certificate_len;
+    hc.ssl_certificate = conf->ssl_certificate;
+    hc.ssl_certificate_len = conf->ssl_certificate_len;
+    hc.ssl_certificate_key = conf->ssl_certificate_key;
+    hc.ssl_certificate_key_len = conf->ssl_certificate_key_len;
+
+    t = vq_transport_http_create(&hc, err, err_size);
+    free(url);
+
+    return t;
 }
 
 vq_exporter_t *
@@ -318,29 +397,46 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
 {
     vq_exporter_t       *ex;
     const char          *ep;
-    size_t               len;
+    int                  kind;
+    char                 why[128];
     pthread_condattr_t   cattr;
 
-    ep = conf->endpoint;
+    ep = conf->endpoint ? conf->endpoint : "";
 
-    if (ep == NULL
-        || (strncmp(ep, "http://", 7) != 0 && strncmp(ep, "https://", 8) != 0))
-    {
-        snprintf(err, err_size, "endpoint \"%s\" is not an http(s) URL",
-                 ep ? ep : "");
+    kind = vq_endpoint_check(ep, strlen(ep), why, sizeof(why));
+
+    if (kind < 0) {
+        snprintf(err, err_size, "endpoint \"%s\": %s", ep, why);
+        if (conf->file_fd > 0) {
+            close(conf->file_fd);
+        }
         return NULL;
     }
 
     if (conf->batch_size == 0 || conf->user_agent == NULL
-        || conf->service_name == NULL || conf->environment == NULL)
+        || conf->service_name == NULL || conf->environment == NULL
+        || conf->nheaders > VQ_EXPORTER_MAX_HEADERS
+        || (conf->protocol && conf->protocol->binary
+            && kind == VQ_ENDPOINT_FILE))
     {
-        snprintf(err, err_size, "incomplete exporter configuration");
+        snprintf(err, err_size, (conf->protocol && conf->protocol->binary
+                                 && kind == VQ_ENDPOINT_FILE)
+                                ? "the %s protocol is binary: it cannot be "
+                                  "written to a file endpoint"
+                                : "incomplete exporter configuration",
+                 conf->protocol ? conf->protocol->name : "");
+        if (conf->file_fd > 0) {
+            close(conf->file_fd);
+        }
         return NULL;
     }
 
     ex = calloc(1, sizeof(vq_exporter_t));
     if (ex == NULL) {
         snprintf(err, err_size, "out of memory");
+        if (conf->file_fd > 0) {
+            close(conf->file_fd);
+        }
         return NULL;
     }
 
@@ -353,8 +449,13 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
     vq_buf_init(&ex->body);
 
     ex->conf = *conf;
+    ex->protocol = conf->protocol ? conf->protocol : &vq_protocol_vaquero;
     ex->seed = (unsigned) getpid() ^ (unsigned) monotonic_ms();
+    ex->window_start = time(NULL);
     ex->conf.resources = NULL;
+    ex->conf.ssl_trusted_certificate = NULL;
+    ex->conf.ssl_certificate = NULL;
+    ex->conf.ssl_certificate_key = NULL;
 
     ex->conf.endpoint = copy_string(conf->endpoint);
     ex->conf.api_key = copy_string(conf->api_key);
@@ -362,14 +463,10 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
     ex->conf.service_name = copy_string(conf->service_name);
     ex->conf.environment = copy_string(conf->environment);
     ex->conf.user_agent = copy_string(conf->user_agent);
+    ex->res_attrs = copy_kv(conf->resource_attributes,
+                            conf->nresource_attributes);
+    ex->headers = copy_kv(conf->headers, conf->nheaders);
 
-    /* {endpoint without trailing slashes}/api/v1/traces/batch */
-    len = strlen(ep);
-    while (len > 0 && ep[len - 1] == '/') {
-        len--;
-    }
-
-    ex->url = malloc(len + sizeof("/api/v1/traces/batch"));
     ex->batch = malloc((conf->batch_size + 1) * sizeof(vq_span_t));
     ex->spans = malloc(conf->batch_size * sizeof(vq_span_t *));
     ex->moving = malloc(sizeof(vq_span_t));
@@ -382,17 +479,17 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
         || ex->conf.environment == NULL || ex->conf.user_agent == NULL
         || (conf->api_key && ex->conf.api_key == NULL)
         || (conf->project_id && ex->conf.project_id == NULL)
-        || ex->url == NULL || ex->batch == NULL || ex->spans == NULL
+        || ex->res_attrs == NULL || ex->headers == NULL
+        || ex->batch == NULL || ex->spans == NULL
         || ex->moving == NULL || (conf->resources && ex->resources == NULL))
     {
         snprintf(err, err_size, "out of memory");
+        if (conf->file_fd > 0) {
+            close(conf->file_fd);
+        }
         vq_exporter_destroy(ex);
         return NULL;
     }
-
-    memcpy(ex->url, ep, len);
-    memcpy(ex->url + len, "/api/v1/traces/batch",
-           sizeof("/api/v1/traces/batch"));
 
     if (gethostname(ex->hostname, sizeof(ex->hostname) - 1) != 0) {
         strcpy(ex->hostname, "unknown");
@@ -403,9 +500,21 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
     ex->res.environment = ex->conf.environment;
     ex->res.hostname = ex->hostname;
     ex->res.sdk_version = VQ_VERSION;
+    ex->res.attributes = ex->res_attrs;
+    ex->res.nattributes = conf->nresource_attributes;
 
-    if (setup_curl(ex) != VQ_OK) {
-        snprintf(err, err_size, "cannot set up libcurl");
+    /* takes conf->file_fd over, whatever happens */
+    ex->transport = create_transport(ex, conf, kind, err, err_size);
+
+    if (ex->transport == NULL) {
+        vq_exporter_destroy(ex);
+        return NULL;
+    }
+
+    ex->target = copy_string(vq_transport_target(ex->transport));
+
+    if (ex->target == NULL || set_headers(ex, ex->conf.project_id) != VQ_OK) {
+        snprintf(err, err_size, "out of memory");
         vq_exporter_destroy(ex);
         return NULL;
     }
@@ -450,17 +559,13 @@ vq_exporter_destroy(vq_exporter_t *ex)
         vq_exporter_stop(ex, 0);
     }
 
-    if (ex->curl) {
-        curl_easy_cleanup(ex->curl);
-    }
-
-    if (ex->multi) {
-        curl_multi_cleanup(ex->multi);
-    }
-
-    free_headers(ex);
+    vq_transport_destroy(ex->transport);
     vq_resources_destroy(ex->resources);
     vq_buf_free(&ex->body);
+
+    if (ex->conf.api_key) {
+        memset((char *) ex->conf.api_key, 0, strlen(ex->conf.api_key));
+    }
 
     free((char *) ex->conf.endpoint);
     free((char *) ex->conf.api_key);
@@ -468,7 +573,10 @@ vq_exporter_destroy(vq_exporter_t *ex)
     free((char *) ex->conf.service_name);
     free((char *) ex->conf.environment);
     free((char *) ex->conf.user_agent);
-    free(ex->url);
+    free_kv(ex->res_attrs, ex->conf.nresource_attributes);
+    free_kv(ex->headers, ex->conf.nheaders);
+    free(ex->headers_project);
+    free(ex->target);
     free(ex->batch);
     free(ex->spans);
     free(ex->moving);
@@ -480,116 +588,55 @@ vq_exporter_destroy(vq_exporter_t *ex)
 }
 
 /*
- * One transfer, through the multi interface so that vq_exporter_stop()
- * can wake it and cut it short at the shutdown deadline.
+ * Encodes spans with the protocol and hands the body to the transport:
+ * the answer is in ex->result.  Export requests count in the exporter's
+ * own queue's counters.
  */
-static CURLcode
-perform(vq_exporter_t *ex)
-{
-    CURLMsg   *msg;
-    CURLcode   rc;
-    int        running, left;
-
-    if (curl_multi_add_handle(ex->multi, ex->curl) != CURLM_OK) {
-        return CURLE_FAILED_INIT;
-    }
-
-    rc = CURLE_OK;
-    running = 1;
-
-    while (running) {
-        if (curl_multi_perform(ex->multi, &running) != CURLM_OK) {
-            rc = CURLE_FAILED_INIT;
-            break;
-        }
-
-        if (!running) {
-            break;
-        }
-
-        if (past_deadline(ex)) {
-            snprintf(ex->curl_error, sizeof(ex->curl_error),
-                     "abandoned at the shutdown deadline");
-            rc = CURLE_ABORTED_BY_CALLBACK;
-            break;
-        }
-
-        curl_multi_poll(ex->multi, NULL, 0, VQ_TRANSFER_POLL_MS, NULL);
-    }
-
-    if (!running) {
-        while ((msg = curl_multi_info_read(ex->multi, &left)) != NULL) {
-            if (msg->msg == CURLMSG_DONE && msg->easy_handle == ex->curl) {
-                rc = msg->data.result;
-            }
-        }
-    }
-
-    curl_multi_remove_handle(ex->multi, ex->curl);
-
-    return rc;
-}
-
-
-/*
- * The HTTP status, or 0 when there was no answer.  Export requests count
- * in the exporter's own queue's counters.
- */
-static long
+static void
 post(vq_exporter_t *ex, const vq_resource_t *res,
     const vq_span_t *const *spans, size_t n)
 {
-    CURLcode     rc;
-    long         status;
-    int          encoded;
-    vq_stats_t  *stats;
+    vq_send_result_t  *r;
+    vq_stats_t        *stats;
+    int                encoded;
 
+    r = &ex->result;
     stats = ex->sources[0].stats;
 
     vq_buf_reset(&ex->body);
 
-    encoded = vq_encode_vaquero_batch(&ex->body, res, spans, n);
+    encoded = ex->protocol->encode(&ex->body, res, spans, n);
+
     if (encoded < 0 || set_headers(ex, res->project_id) != VQ_OK) {
-        snprintf(ex->curl_error, sizeof(ex->curl_error),
-                 "out of memory encoding a batch");
-        return 0;
+        r->status = 0;
+        r->retry_after_ms = -1;
+        r->location[0] = '\0';
+        snprintf(r->error, sizeof(r->error), "out of memory encoding a batch");
+        ex->encoded = 0;
+        return;
     }
 
     ex->encoded = (size_t) encoded;
 
-    curl_easy_setopt(ex->curl, CURLOPT_POSTFIELDS, ex->body.data);
-    curl_easy_setopt(ex->curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t) ex->body.len);
-
-    ex->curl_error[0] = '\0';
-    rc = perform(ex);
+    vq_transport_send(ex->transport, &ex->body, r);
 
     vq_stats_add(&stats->export_requests, 1);
-
-    if (rc != CURLE_OK) {
-        if (ex->curl_error[0] == '\0') {
-            snprintf(ex->curl_error, sizeof(ex->curl_error), "%s",
-                     curl_easy_strerror(rc));
-        }
-        vq_stats_set(&stats->last_export_status, 0);
-        return 0;
-    }
-
-    status = 0;
-    curl_easy_getinfo(ex->curl, CURLINFO_RESPONSE_CODE, &status);
-    vq_stats_set(&stats->last_export_status, (uint64_t) status);
-
-    return status;
+    vq_stats_set(&stats->last_export_status, (uint64_t) r->status);
 }
 
 int
 vq_exporter_send(vq_exporter_t *ex, const vq_span_t *const *spans, size_t n)
 {
-    long  status;
+    post(ex, &ex->res, spans, n);
 
-    status = post(ex, &ex->res, spans, n);
+    return (ex->result.status >= 200 && ex->result.status < 300) ? VQ_OK
+                                                                : VQ_ERROR;
+}
 
-    return (status >= 200 && status < 300) ? VQ_OK : VQ_ERROR;
+void
+vq_exporter_reopen(vq_exporter_t *ex)
+{
+    vq_transport_reopen(ex->transport);
 }
 
 static int
@@ -665,11 +712,11 @@ check_stalled(vq_exporter_t *ex, vq_source_t *s)
         == VQ_OK)
     {
         if (writer != 0) {
-            set_message(ex, "skipped a span queue slot: process %ld was "
+            set_message(ex, VQ_LOG_ERROR, "skipped a span queue slot: process %ld was "
                         "killed while recording a span, one span lost",
                         (long) writer);
         } else {
-            set_message(ex, "skipped a span queue slot claimed and left "
+            set_message(ex, VQ_LOG_ERROR, "skipped a span queue slot claimed and left "
                         "without a writer for %d ms (a worker killed while "
                         "recording a span?), one span lost", VQ_STALL_MS);
         }
@@ -681,7 +728,7 @@ check_stalled(vq_exporter_t *ex, vq_source_t *s)
         && now - s->stalled_since >= VQ_STALL_WARN_MS)
     {
         /* a stopped worker, or its pid taken by another process */
-        set_message(ex, "process %ld has held the span queue for %lld ms "
+        set_message(ex, VQ_LOG_WARN, "process %ld has held the span queue for %lld ms "
                     "while recording a span; spans wait behind it",
                     (long) writer, (long long) (now - s->stalled_since));
         s->stalled_warned = 1;
@@ -758,7 +805,7 @@ take(vq_exporter_t *ex, vq_source_t *s, vq_span_t *span)
         }
 
         vq_stats_add(&s->stats->spans_dropped_export_failed, 1);
-        set_message(ex, "dropped a span of generation %lu, which no "
+        set_message(ex, VQ_LOG_ERROR, "dropped a span of generation %lu, which no "
                     "configuration had (damaged shared memory?)",
                     (unsigned long) span->h.generation);
     }
@@ -788,7 +835,7 @@ resource_of(vq_exporter_t *ex, const vq_span_t *span)
     entry = vq_resources_find(ex->resources, span->h.generation);
 
     if (entry == NULL && !ex->old_warned) {
-        set_message(ex, "spans of a configuration older than the last %d "
+        set_message(ex, VQ_LOG_WARN, "spans of a configuration older than the last %d "
                     "go with this one's service name, project and "
                     "environment", VQ_RESOURCES_MAX);
         ex->old_warned = 1;
@@ -898,20 +945,29 @@ batch_resource(vq_exporter_t *ex)
 
 /*
  * One attempt to send the batch.  Returns 0 when the batch is done with
- * (sent, or refused for good), or the backoff in ms before the next try.
+ * (sent, or refused for good), or the wait in ms before the next try.
  * Its spans count in the counters of the queue they came from.
+ *
+ * 2xx: sent.  3xx: a redirect is a configuration error (the endpoint is
+ * not where the collector is), never followed: dropped, like a 4xx other
+ * than 408 and 429, which the collector will never take.  The rest (5xx,
+ * 408, 429, no answer) is retried with exponential backoff and jitter, or
+ * after the Retry-After of a 429 or 503 (bounded).
  */
 static int64_t
 send_batch(vq_exporter_t *ex)
 {
-    long         status;
-    unsigned     shift;
-    int64_t      backoff;
-    vq_stats_t  *stats;
+    long               status;
+    unsigned           shift;
+    int64_t            backoff;
+    vq_stats_t        *stats;
+    vq_send_result_t  *r;
 
     stats = ex->sources[0].stats;
+    r = &ex->result;
 
-    status = post(ex, batch_resource(ex), ex->spans, ex->count);
+    post(ex, batch_resource(ex), ex->spans, ex->count);
+    status = r->status;
 
     if (status >= 200 && status < 300) {
         /* records the encoder refused: only damaged shared memory has them */
@@ -920,7 +976,8 @@ send_batch(vq_exporter_t *ex)
                      ex->count - ex->encoded);
 
         if (ex->failures) {
-            set_message(ex, "export to %s recovered", ex->url);
+            set_message(ex, VQ_LOG_INFO, "export to %s recovered",
+                        ex->target);
         }
 
         ex->failures = 0;
@@ -928,30 +985,54 @@ send_batch(vq_exporter_t *ex)
         return 0;
     }
 
-    vq_stats_add(&ex->sources[0].stats->export_failures, 1);
+    vq_stats_add(&stats->export_failures, 1);
 
-    if (status >= 400 && status < 500 && status != 408 && status != 429) {
+    if ((status >= 300 && status < 400)
+        || (status >= 400 && status < 500 && status != 408 && status != 429))
+    {
         /* the collector will not take this batch whatever we do */
         vq_stats_add(&stats->spans_dropped_export_failed, ex->count);
-        set_message(ex, "export to %s refused with HTTP %ld, "
-                    "%zu spans dropped", ex->url, status, ex->count);
+        count_failure(ex, ex->count);
+
+        if (status < 400) {
+            set_message(ex, VQ_LOG_ERROR, "export to %s answered HTTP %ld, "
+                        "a redirect%s%s%s, which is not followed: set "
+                        "vaquero_endpoint to the collector's URL; %zu spans "
+                        "dropped", ex->target, status,
+                        r->location[0] ? " to \"" : "", r->location,
+                        r->location[0] ? "\"" : "", ex->count);
+        } else {
+            set_message(ex, VQ_LOG_ERROR, "export to %s refused with HTTP "
+                        "%ld, %zu spans dropped", ex->target, status,
+                        ex->count);
+        }
+
         ex->failures = 0;
         ex->count = 0;
         return 0;
     }
 
-    if (status > 0) {
-        set_message(ex, "export to %s failed with HTTP %ld, will retry",
-                    ex->url, status);
-    } else {
-        set_message(ex, "export to %s failed: %s, will retry", ex->url,
-                    ex->curl_error);
-    }
-
-    vq_stats_add(&ex->sources[0].stats->export_retries, 1);
+    count_failure(ex, 0);
+    vq_stats_add(&stats->export_retries, 1);
 
     shift = ex->failures < 7 ? ex->failures : 7;
     ex->failures++;
+
+    if ((status == 429 || status == 503) && r->retry_after_ms >= 0) {
+        set_message(ex, VQ_LOG_ERROR, "export to %s failed with HTTP %ld, "
+                    "will retry in %lld ms (Retry-After)", ex->target,
+                    status, (long long) r->retry_after_ms);
+
+        return r->retry_after_ms > 0 ? r->retry_after_ms : 1;
+    }
+
+    if (status > 0) {
+        set_message(ex, VQ_LOG_ERROR, "export to %s failed with HTTP %ld, "
+                    "will retry", ex->target, status);
+    } else {
+        set_message(ex, VQ_LOG_ERROR, "export to %s failed: %s, will retry",
+                    ex->target, r->error);
+    }
 
     backoff = (int64_t) VQ_BACKOFF_MIN_MS << shift;
     if (backoff > VQ_BACKOFF_MAX_MS) {
@@ -985,6 +1066,13 @@ static void
 return_batch(vq_exporter_t *ex)
 {
     size_t  i;
+
+    if (ex->count + (size_t) ex->next > 0) {
+        set_message(ex, VQ_LOG_ERROR, "stopped with %zu spans not sent to "
+                    "%s within vaquero_shutdown_timeout: back in the queue "
+                    "for the next workers, lost if nginx stops",
+                    ex->count + (size_t) ex->next, ex->target);
+    }
 
     for (i = 0; i < ex->count; i++) {
         put_back(&ex->sources[0], ex->spans[i]);
@@ -1156,6 +1244,7 @@ vq_exporter_start(vq_exporter_t *ex)
     ex->stopping = 0;
     ex->draining = 0;
     __atomic_store_n(&ex->abort_at, 0, __ATOMIC_RELAXED);
+    vq_transport_abort_at(ex->transport, 0);
 
     for (i = 0; i < ex->nsources; i++) {
         vq_queue_raise_generation(ex->sources[i].queue, ex->conf.generation);
@@ -1199,7 +1288,7 @@ vq_exporter_stop(vq_exporter_t *ex, unsigned timeout_ms)
     pthread_cond_signal(&ex->cond);
     pthread_mutex_unlock(&ex->lock);
 
-    curl_multi_wakeup(ex->multi);
+    vq_transport_abort_at(ex->transport, monotonic_ms() + timeout_ms);
 
     pthread_join(ex->thread, NULL);
     ex->running = 0;

@@ -29,9 +29,48 @@ vq_resources_create(void)
 static void
 entry_free(vq_resources_entry_t *e)
 {
+    size_t  i;
+
     free((char *) e->res.service_name);
     free((char *) e->res.project_id);
     free((char *) e->res.environment);
+
+    for (i = 0; i < e->res.nattributes; i++) {
+        free((char *) e->res.attributes[i].key);
+        free((char *) e->res.attributes[i].value);
+    }
+
+    free((vq_kv_t *) e->res.attributes);
+}
+
+static int
+copy_attributes(vq_resource_t *to, const vq_resource_t *res)
+{
+    vq_kv_t  *kv;
+    size_t    i;
+
+    if (res->nattributes == 0) {
+        return VQ_OK;
+    }
+
+    kv = calloc(res->nattributes, sizeof(vq_kv_t));
+    if (kv == NULL) {
+        return VQ_ENOMEM;
+    }
+
+    to->attributes = kv;
+
+    for (i = 0; i < res->nattributes; i++) {
+        kv[i].key = strdup(res->attributes[i].key);
+        kv[i].value = strdup(res->attributes[i].value);
+        to->nattributes++;
+
+        if (kv[i].key == NULL || kv[i].value == NULL) {
+            return VQ_ENOMEM;
+        }
+    }
+
+    return VQ_OK;
 }
 
 void
@@ -64,7 +103,8 @@ entry_set(vq_resources_entry_t *e, uint32_t generation,
     e->res.environment = strdup(res->environment);
 
     if (e->res.service_name == NULL || e->res.environment == NULL
-        || (res->project_id && e->res.project_id == NULL))
+        || (res->project_id && e->res.project_id == NULL)
+        || copy_attributes(&e->res, res) != VQ_OK)
     {
         entry_free(e);
         return VQ_ENOMEM;
@@ -82,9 +122,26 @@ same_string(const char *a, const char *b)
 static int
 entry_is(const vq_resources_entry_t *e, const vq_resource_t *res)
 {
-    return same_string(res->service_name, e->res.service_name)
-           && same_string(res->project_id, e->res.project_id)
-           && same_string(res->environment, e->res.environment);
+    size_t  i;
+
+    if (!same_string(res->service_name, e->res.service_name)
+        || !same_string(res->project_id, e->res.project_id)
+        || !same_string(res->environment, e->res.environment)
+        || res->nattributes != e->res.nattributes)
+    {
+        return 0;
+    }
+
+    for (i = 0; i < res->nattributes; i++) {
+        if (!same_string(res->attributes[i].key, e->res.attributes[i].key)
+            || !same_string(res->attributes[i].value,
+                            e->res.attributes[i].value))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 int
@@ -92,10 +149,18 @@ vq_resources_add(vq_resources_t *t, uint32_t generation,
     const vq_resource_t *res)
 {
     vq_resources_entry_t  *last, *entries;
-    size_t                 cap;
+    size_t                 cap, i;
 
     if (res->service_name == NULL || res->environment == NULL) {
         return VQ_EINVAL;
+    }
+
+    for (i = 0; i < res->nattributes; i++) {
+        if (res->attributes[i].key == NULL
+            || res->attributes[i].value == NULL)
+        {
+            return VQ_EINVAL;
+        }
     }
 
     if (t->n > 0) {

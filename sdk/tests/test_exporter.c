@@ -15,10 +15,12 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
+#include <zlib.h>
 
 #include <vaquero/vaquero.h>
 #include "check.h"
@@ -30,8 +32,10 @@ typedef struct {
     int              fd;
     int              port;
     pthread_mutex_t  lock;
-    int              statuses[8];   /* answers to give, then 200 */
-    int              nstatuses;
+    int              statuses[8];   /* answers to give, then 200; */
+    int              nstatuses;     /*   -1: reset after a partial answer */
+    const char      *extra[8];      /* header lines for those answers */
+    int64_t          times[MAX_REQUESTS];   /* when each came, monotonic ms */
     int              stall;         /* never answer */
     pthread_t        thread;
     int              requests;
@@ -73,7 +77,10 @@ read_request(int fd, char **body)
 
             if (len >= need) {
                 *end = '\0';
-                *body = strndup(end + 4, need - (end - buf) - 4);
+                /* NUL-terminated, and whole when it holds NULs (gzip) */
+                *body = malloc(need - (end - buf) - 4 + 1);
+                memcpy(*body, end + 4, need - (end - buf) - 4);
+                (*body)[need - (end - buf) - 4] = '\0';
                 return buf;
             }
 
@@ -86,21 +93,37 @@ read_request(int fd, char **body)
     }
 }
 
+static int64_t
+now_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void *
 serve(void *data)
 {
-    server_t  *s = data;
-    char      *head, *body, reply[128];
-    int        c, status;
+    server_t       *s = data;
+    char           *head, *body, reply[512], date[80];
+    const char     *extra;
+    time_t          at;
+    struct tm       tm;
+    int             c, status;
+    struct linger   lg;
 
     while ((c = accept(s->fd, NULL, NULL)) >= 0) {
         while ((head = read_request(c, &body)) != NULL) {
             pthread_mutex_lock(&s->lock);
             status = s->requests < s->nstatuses ? s->statuses[s->requests]
                                                 : 200;
+            extra = s->requests < s->nstatuses ? s->extra[s->requests]
+                                               : NULL;
             if (s->requests < MAX_REQUESTS) {
                 s->heads[s->requests] = head;
                 s->bodies[s->requests] = body;
+                s->times[s->requests] = now_ms();
             }
             s->requests++;
             pthread_mutex_unlock(&s->lock);
@@ -113,8 +136,29 @@ serve(void *data)
                 usleep(10000);
             }
 
-            snprintf(reply, sizeof(reply), "HTTP/1.1 %d X\r\n"
-                     "Content-Length: 2\r\n\r\n{}", status);
+            if (status == -1) {
+                /* half an answer, then a reset */
+                snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\n"
+                         "Content-Length: 100\r\n\r\n{\"partial");
+                (void) !write(c, reply, strlen(reply));
+                lg.l_onoff = 1;
+                lg.l_linger = 0;
+                setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+                break;
+            }
+
+            if (extra && strcmp(extra, "date+2") == 0) {
+                /* Retry-After: an HTTP-date 1 to 2 s from now */
+                at = time(NULL) + 2;
+                gmtime_r(&at, &tm);
+                strftime(date, sizeof(date),
+                         "Retry-After: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+                extra = date;
+            }
+
+            snprintf(reply, sizeof(reply), "HTTP/1.1 %d X\r\n%s"
+                     "Content-Length: 2\r\n\r\n{}", status,
+                     extra ? extra : "");
             if (write(c, reply, strlen(reply)) < 0) {
                 break;
             }
@@ -364,7 +408,7 @@ test_retry_then_success(void)
     CHECK_INT(f.stats.spans_dropped_export_failed, 0);
     CHECK_INT(server_requests(&srv), 3);
 
-    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg)) > 0);
+    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg), NULL) > 0);
     CHECK(strstr(msg, "recovered") != NULL);
 
     vq_exporter_destroy(ex);
@@ -395,10 +439,10 @@ test_client_error_drops(void)
     CHECK_INT(f.stats.export_retries, 0);
     CHECK_INT(server_requests(&srv), 1);
 
-    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg)) > 0);
+    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg), NULL) > 0);
     CHECK(strstr(msg, "HTTP 400") != NULL);
     /* at most one message per interval */
-    CHECK_INT(vq_exporter_take_message(ex, msg, sizeof(msg)), 0);
+    CHECK_INT(vq_exporter_take_message(ex, msg, sizeof(msg), NULL), 0);
 
     vq_exporter_destroy(ex);
     server_stop(&srv);
@@ -475,7 +519,7 @@ test_dead_writer(void)
     CHECK_INT(f.stats.spans_exported, 10);
     vq_queue_get_stats(f.queue, &qs);
     CHECK_INT(qs.skipped, 1);
-    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg)) > 0);
+    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg), NULL) > 0);
     CHECK(strstr(msg, "skipped a span queue slot") != NULL);
 
     vq_exporter_destroy(ex);
@@ -658,7 +702,7 @@ test_writer_killed_before_pid(void)
     CHECK_INT(f.stats.spans_exported, 10);
     vq_queue_get_stats(f.queue, &qs);
     CHECK_INT(qs.skipped, 1);
-    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg)) > 0);
+    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg), NULL) > 0);
     CHECK(strstr(msg, "skipped a span queue slot claimed and left without")
           != NULL);
 
@@ -1078,7 +1122,7 @@ test_later_generation(void)
     vq_exporter_stop(ex, 3000);
 
     CHECK_INT(f.stats.spans_exported, 8);
-    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg)) > 0);
+    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg), NULL) > 0);
     CHECK(strstr(msg, "generation 7") != NULL);
 
     vq_exporter_destroy(ex);
@@ -1236,6 +1280,582 @@ test_queues_at_stop(void)
     server_stop(&srv);
 }
 
+/* --- protocols, delivery rules, gzip, files, messages ---------------- */
+
+static void
+base_conf(vq_exporter_conf_t *conf, char *url, size_t size, int port)
+{
+    snprintf(url, size, "http://127.0.0.1:%d/base/", port);
+
+    memset(conf, 0, sizeof(vq_exporter_conf_t));
+    conf->endpoint = url;
+    conf->api_key = "secret-key";
+    conf->project_id = "proj-9";
+    conf->service_name = "edge";
+    conf->environment = "development";
+    conf->user_agent = "ngx_vaquero_module/" VQ_VERSION;
+    conf->batch_size = 100;
+    conf->flush_interval_ms = 50;
+    conf->export_timeout_ms = 5000;
+}
+
+static vq_exporter_t *
+create(const vq_exporter_conf_t *conf, fixture_t *f)
+{
+    vq_exporter_t  *ex;
+    char            err[256];
+
+    ex = vq_exporter_create(conf, f->queue, &f->stats, err, sizeof(err));
+    if (ex == NULL) {
+        fprintf(stderr, "exporter: %s\n", err);
+    }
+
+    return ex;
+}
+
+/* a wire format the exporter has never heard of: one line per span name */
+static int
+encode_names(vq_buf_t *out, const vq_resource_t *res,
+    const vq_span_t *const *spans, size_t n)
+{
+    size_t       i, len;
+    const char  *name;
+
+    vq_buf_append(out, res->service_name, strlen(res->service_name));
+    vq_buf_append(out, ":", 1);
+
+    for (i = 0; i < n; i++) {
+        name = vq_span_str(spans[i], VQ_FIELD_NAME, &len);
+        vq_buf_append(out, name, len);
+        vq_buf_append(out, ";", 1);
+    }
+
+    return out->failed ? VQ_ENOMEM : (int) n;
+}
+
+static const vq_protocol_t  names_protocol = {
+    "names", "/names/v2", "text/x-names", "X-Tenant", 0, encode_names
+};
+
+/*
+ * The seam: a protocol is a description (path, content type, project
+ * header, encoder), and the exporter sends any of them, the three known
+ * ones and one made up here, with no change to the thread.
+ */
+static void
+test_protocols(void)
+{
+    static const struct {
+        const vq_protocol_t  *protocol;
+        const char           *line;
+        const char           *type;
+        int                   project;
+    } cases[] = {
+        { &vq_protocol_vaquero, "POST /base/api/v1/traces/batch HTTP/1.1",
+          "application/json", 1 },
+        { &vq_protocol_otlp, "POST /base/v1/traces HTTP/1.1",
+          "application/x-protobuf", 0 },
+        { &vq_protocol_otlp_json, "POST /base/v1/traces HTTP/1.1",
+          "application/json", 0 },
+        { &names_protocol, "POST /base/names/v2 HTTP/1.1", "text/x-names",
+          0 },
+    };
+
+    vq_exporter_conf_t  conf;
+    vq_exporter_t      *ex;
+    server_t            srv;
+    fixture_t           f;
+    json_t             *doc;
+    char                url[64], want[64];
+    size_t              i;
+
+    CHECK(vq_protocol_find("vaquero") == &vq_protocol_vaquero);
+    CHECK(vq_protocol_find("otlp") == &vq_protocol_otlp);
+    CHECK(vq_protocol_find("otlp_json") == &vq_protocol_otlp_json);
+    CHECK(vq_protocol_find("zipkin") == NULL);
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memset(&srv, 0, sizeof(srv));
+        server_start(&srv);
+        fixture_init(&f, 3);
+
+        base_conf(&conf, url, sizeof(url), srv.port);
+        conf.protocol = cases[i].protocol;
+
+        ex = create(&conf, &f);
+        CHECK(ex != NULL);
+        if (ex == NULL) {
+            server_stop(&srv);
+            continue;
+        }
+
+        vq_exporter_start(ex);
+        CHECK(wait_for(&f.stats.spans_exported, 3));
+        vq_exporter_stop(ex, 3000);
+
+        CHECK_INT(server_requests(&srv), 1);
+        CHECK(strncmp(srv.heads[0], cases[i].line, strlen(cases[i].line))
+              == 0);
+        snprintf(want, sizeof(want), "Content-Type: %s", cases[i].type);
+        CHECK(head_has(srv.heads[0], want));
+        CHECK(head_has(srv.heads[0], "Authorization: Bearer secret-key"));
+        CHECK(head_has(srv.heads[0], "X-Project-ID: proj-9")
+              == cases[i].project);
+
+        if (cases[i].protocol == &vq_protocol_otlp_json) {
+            /* resourceSpans[0].scopeSpans[0].spans: the three */
+            doc = json_loads(srv.bodies[0], 0, NULL);
+            CHECK(doc != NULL);
+            CHECK_INT(json_array_size(json_object_get(json_array_get(
+                          json_object_get(json_array_get(json_object_get(
+                              doc, "resourceSpans"), 0), "scopeSpans"), 0),
+                          "spans")), 3);
+            json_decref(doc);
+        }
+
+        if (cases[i].protocol == &names_protocol) {
+            CHECK_STR(srv.bodies[0], "edge:GET /;GET /;GET /;");
+            CHECK(head_has(srv.heads[0], "X-Tenant: proj-9"));
+        }
+
+        vq_exporter_destroy(ex);
+        server_stop(&srv);
+    }
+}
+
+/* Extra headers go on every request, after the exporter's own. */
+static void
+test_extra_headers(void)
+{
+    static const vq_kv_t  headers[] = {
+        { "X-Scope-OrgID", "tenant-1" },
+        { "X-Honeycomb-Team", "hc-key" },
+    };
+
+    vq_exporter_conf_t  conf;
+    vq_exporter_t      *ex;
+    server_t            srv;
+    fixture_t           f;
+    char                url[64];
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&f, 5);
+
+    base_conf(&conf, url, sizeof(url), srv.port);
+    conf.api_key = NULL;
+    conf.headers = headers;
+    conf.nheaders = 2;
+    conf.batch_size = 2;
+
+    ex = create(&conf, &f);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_exported, 5));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(server_requests(&srv), 3);
+    CHECK(head_has(srv.heads[2], "X-Scope-OrgID: tenant-1"));
+    CHECK(head_has(srv.heads[2], "X-Honeycomb-Team: hc-key"));
+    CHECK(strstr(srv.heads[2], "Authorization") == NULL);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/*
+ * A 429 or 503 with Retry-After (seconds, or an HTTP-date) is retried
+ * after that long, not after the backoff's 50..100 ms.
+ */
+static void
+test_retry_after(void)
+{
+    vq_exporter_t  *ex;
+    server_t        srv;
+    fixture_t       f;
+    int64_t         waited;
+
+    memset(&srv, 0, sizeof(srv));
+    srv.statuses[0] = 429;
+    srv.extra[0] = "Retry-After: 1\r\n";
+    srv.statuses[1] = 503;
+    srv.extra[1] = "date+2";
+    srv.nstatuses = 2;
+
+    server_start(&srv);
+    fixture_init(&f, 4);
+
+    ex = exporter(&f, srv.port, 100);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_exported, 4));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(server_requests(&srv), 3);
+    CHECK_INT(f.stats.export_retries, 2);
+
+    waited = srv.times[1] - srv.times[0];
+    CHECK(waited >= 950 && waited < 3000);
+    if (waited < 950 || waited >= 3000) {
+        fprintf(stderr, "Retry-After: 1 waited %lld ms\n", (long long) waited);
+    }
+
+    /* the date has whole seconds: 1 to 2 s after the answer */
+    waited = srv.times[2] - srv.times[1];
+    CHECK(waited >= 950 && waited < 4000);
+    if (waited < 950 || waited >= 4000) {
+        fprintf(stderr, "Retry-After: an HTTP-date waited %lld ms\n",
+                (long long) waited);
+    }
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/* A redirect is a configuration error: dropped, counted, not retried. */
+static void
+test_redirect_drops(void)
+{
+    vq_exporter_t  *ex;
+    server_t        srv;
+    fixture_t       f;
+    char            msg[512];
+    int             level;
+
+    memset(&srv, 0, sizeof(srv));
+    srv.statuses[0] = 301;
+    srv.extra[0] = "Location: https://collector.example/api/v1/traces/batch"
+                   "\r\n";
+    srv.nstatuses = 1;
+    server_start(&srv);
+    fixture_init(&f, 7);
+
+    ex = exporter(&f, srv.port, 100);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_dropped_export_failed, 7));
+
+    /* more spans go on being sent: only that batch is dropped */
+    fixture_push(&f, 3);
+    CHECK(wait_for(&f.stats.spans_exported, 3));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(server_requests(&srv), 2);
+    CHECK_INT(f.stats.export_failures, 1);
+    CHECK_INT(f.stats.export_retries, 0);
+    CHECK_INT(f.stats.spans_exported, 3);
+    CHECK_INT(f.stats.spans_dropped_export_failed, 7);
+
+    level = 0;
+    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg), &level) > 0);
+    CHECK_INT(level, VQ_LOG_ERROR);
+    CHECK(strstr(msg, "HTTP 301") != NULL);
+    CHECK(strstr(msg, "https://collector.example/") != NULL);
+    CHECK(strstr(msg, "7 spans dropped") != NULL);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/* An answer cut by a reset is no answer: the batch is sent again. */
+static void
+test_reset_retried(void)
+{
+    vq_exporter_t  *ex;
+    server_t        srv;
+    fixture_t       f;
+
+    memset(&srv, 0, sizeof(srv));
+    srv.statuses[0] = -1;
+    srv.nstatuses = 1;
+    server_start(&srv);
+    fixture_init(&f, 6);
+
+    ex = exporter(&f, srv.port, 100);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_exported, 6));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(server_requests(&srv), 2);
+    CHECK_INT(f.stats.export_retries, 1);
+    CHECK_INT(f.stats.last_export_status, 200);
+    CHECK_INT(f.stats.spans_dropped_export_failed, 0);
+    CHECK_STR(srv.bodies[0], srv.bodies[1]);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/* Content-Encoding: gzip, and the body inflates to the batch's JSON. */
+static void
+test_gzip(void)
+{
+    vq_exporter_conf_t   conf;
+    vq_exporter_t       *ex;
+    vq_resource_t        res;
+    vq_idgen_t          *g;
+    vq_span_t            spans[20];
+    const vq_span_t     *ptrs[20];
+    vq_buf_t             want;
+    server_t             srv;
+    fixture_t            f;
+    z_stream             z;
+    char                 url[64], host[256], *cl, *out;
+    size_t               i, len;
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&f, 0);
+
+    g = vq_idgen_create();
+    for (i = 0; i < 20; i++) {
+        make_span(g, &spans[i], i, "GET /gzip");
+        ptrs[i] = &spans[i];
+        vq_stats_add(&f.stats.spans_recorded, 1);
+        vq_queue_push(f.queue, &spans[i], vq_span_size(&spans[i]));
+    }
+    vq_idgen_destroy(g);
+
+    base_conf(&conf, url, sizeof(url), srv.port);
+    conf.gzip = 1;
+
+    ex = create(&conf, &f);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_exported, 20));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(server_requests(&srv), 1);
+    CHECK(head_has(srv.heads[0], "Content-Encoding: gzip"));
+
+    /* what the exporter encoded, for the same resource */
+    memset(&res, 0, sizeof(res));
+    memset(host, 0, sizeof(host));
+    gethostname(host, sizeof(host) - 1);
+    res.service_name = "edge";
+    res.project_id = "proj-9";
+    res.environment = "development";
+    res.hostname = host;
+    res.sdk_version = VQ_VERSION;
+    vq_buf_init(&want);
+    CHECK_INT(vq_encode_vaquero_batch(&want, &res, ptrs, 20), 20);
+
+    cl = strcasestr(srv.heads[0], "\r\nContent-Length:");
+    len = cl ? strtoul(cl + 17, NULL, 10) : 0;
+    CHECK(len > 0 && len < want.len);
+
+    out = malloc(want.len + 1);
+    memset(&z, 0, sizeof(z));
+    inflateInit2(&z, 15 + 16);
+    z.next_in = (Bytef *) srv.bodies[0];
+    z.avail_in = (uInt) len;
+    z.next_out = (Bytef *) out;
+    z.avail_out = (uInt) want.len + 1;
+    CHECK_INT(inflate(&z, Z_FINISH), Z_STREAM_END);
+    CHECK_INT(z.total_out, want.len);
+    CHECK(z.total_out == want.len && memcmp(out, want.data, want.len) == 0);
+    inflateEnd(&z);
+
+    free(out);
+    vq_buf_free(&want);
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+static size_t
+count_lines(const char *path, size_t *spans)
+{
+    FILE     *fp;
+    char     *line;
+    size_t    cap, n;
+    json_t   *doc;
+    ssize_t   len;
+
+    n = 0;
+    *spans = 0;
+    line = NULL;
+    cap = 0;
+
+    fp = fopen(path, "r");
+    if (fp == NULL) {
+        return 0;
+    }
+
+    while ((len = getline(&line, &cap, fp)) > 0) {
+        CHECK(line[len - 1] == '\n');
+        doc = json_loads(line, 0, NULL);
+        CHECK(doc != NULL);
+        *spans += json_array_size(json_object_get(doc, "traces"));
+        json_decref(doc);
+        n++;
+    }
+
+    free(line);
+    fclose(fp);
+
+    return n;
+}
+
+/*
+ * file:/path: a line per batch, created 0600, and after the file is moved
+ * and the exporter asked to reopen, the lines go to a new file.
+ */
+static void
+test_file_endpoint(void)
+{
+    vq_exporter_conf_t  conf;
+    vq_exporter_t      *ex;
+    fixture_t           f;
+    struct stat         st;
+    char                dir[64], path[96], moved[96], url[128], err[128];
+    size_t              spans;
+
+    snprintf(dir, sizeof(dir), "/tmp/vq-test-file-XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/spans.jsonl", dir);
+    snprintf(moved, sizeof(moved), "%s/spans.jsonl.1", dir);
+
+    fixture_init(&f, 25);
+
+    base_conf(&conf, url, sizeof(url), 1);
+    snprintf(url, sizeof(url), "file:%s", path);
+    conf.batch_size = 10;
+
+    /* protobuf is not a line of text */
+    conf.protocol = &vq_protocol_otlp;
+    CHECK(vq_exporter_create(&conf, f.queue, &f.stats, err, sizeof(err))
+          == NULL);
+    CHECK(strstr(err, "otlp") != NULL);
+    conf.protocol = NULL;
+
+    ex = create(&conf, &f);
+    CHECK(ex != NULL);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_exported, 25));
+
+    CHECK_INT(count_lines(path, &spans), 3);
+    CHECK_INT(spans, 25);
+    CHECK_INT(f.stats.export_requests, 3);
+    CHECK_INT(f.stats.last_export_status, 200);
+
+    CHECK(rename(path, moved) == 0);
+    vq_exporter_reopen(ex);
+
+    fixture_push(&f, 5);
+    CHECK(wait_for(&f.stats.spans_exported, 30));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(count_lines(moved, &spans), 3);
+    CHECK_INT(spans, 25);
+    CHECK_INT(count_lines(path, &spans), 1);
+    CHECK_INT(spans, 5);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+
+    vq_exporter_destroy(ex);
+    unlink(path);
+    unlink(moved);
+    rmdir(dir);
+}
+
+/*
+ * What the exporter says while it stops is given after the stop, even
+ * within the message interval: the owner logs it after the join.
+ */
+static void
+test_stop_message(void)
+{
+    vq_exporter_t  *ex;
+    server_t        srv;
+    fixture_t       f;
+    char            msg[512];
+    int             level;
+
+    memset(&srv, 0, sizeof(srv));
+    srv.statuses[0] = 503;
+    srv.nstatuses = 1;
+    server_start(&srv);
+    fixture_init(&f, 5);
+
+    ex = exporter(&f, srv.port, 100);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.export_failures, 1));
+
+    /* the failure's message; the next one would wait for the interval */
+    level = 0;
+    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg), &level) > 0);
+    CHECK(strstr(msg, "failed with HTTP 503, will retry") != NULL);
+    CHECK_INT(level, VQ_LOG_ERROR);
+
+    srv.stall = 1;
+    while (server_requests(&srv) < 2) {
+        usleep(1000);
+    }
+
+    vq_exporter_stop(ex, 200);
+
+    level = 0;
+    CHECK(vq_exporter_take_message(ex, msg, sizeof(msg), &level) > 0);
+    CHECK(strstr(msg, "stopped with 5 spans not sent") != NULL);
+    CHECK(strstr(msg, "1 failed exports") != NULL);
+    CHECK_INT(level, VQ_LOG_ERROR);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/* Bad endpoints are refused with the check nginx -t makes. */
+static void
+test_bad_endpoints(void)
+{
+    static const char  *bad[] = {
+        "ftp://example.test", "http://", "https:///x", "file:relative",
+        "http://user:pw@host", "http://host:0", "http://host:99999",
+        "http://host/?q=1", "http ://host", "",
+    };
+
+    vq_exporter_conf_t  conf;
+    fixture_t           f;
+    char                url[64], err[256];
+    size_t              i;
+
+    fixture_init(&f, 0);
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        base_conf(&conf, url, sizeof(url), 1);
+        conf.endpoint = bad[i];
+        err[0] = '\0';
+        CHECK(vq_exporter_create(&conf, f.queue, &f.stats, err, sizeof(err))
+              == NULL);
+        CHECK(strstr(err, bad[i]) != NULL);
+    }
+}
+
+/* HTTPS:// and HTTP:// in capitals work (and go out in lowercase). */
+static void
+test_scheme_case(void)
+{
+    vq_exporter_conf_t  conf;
+    vq_exporter_t      *ex;
+    server_t            srv;
+    fixture_t           f;
+    char                url[64];
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&f, 2);
+
+    base_conf(&conf, url, sizeof(url), srv.port);
+    memcpy(url, "HTTP", 4);
+
+    ex = create(&conf, &f);
+    CHECK(ex != NULL);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_exported, 2));
+    vq_exporter_stop(ex, 3000);
+    CHECK_INT(f.stats.export_failures, 0);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
 int
 main(void)
 {
@@ -1255,6 +1875,16 @@ main(void)
     test_stop_snapshot();
     test_queues();
     test_queues_at_stop();
+    test_protocols();
+    test_extra_headers();
+    test_retry_after();
+    test_redirect_drops();
+    test_reset_retried();
+    test_gzip();
+    test_file_endpoint();
+    test_stop_message();
+    test_bad_endpoints();
+    test_scheme_case();
 
     vq_library_cleanup();
 

@@ -1,7 +1,7 @@
 /*
  * Resources by generation: ranges, equal resources sharing an entry,
  * the oldest forgotten past VQ_RESOURCES_MAX, copies that do not share,
- * and generations compared modulo 2^32.
+ * generations compared modulo 2^32, and extra attributes kept with them.
  */
 
 #include <stdio.h>
@@ -171,6 +171,79 @@ test_wrap(void)
     vq_resources_destroy(t);
 }
 
+/*
+ * Extra attributes (vaquero_resource_attribute) are part of a
+ * generation's resource: copied, compared, kept by copies.
+ */
+static void
+test_attributes(void)
+{
+    vq_resources_t       *t, *c;
+    const vq_resource_t  *r1, *r2, *r3;
+    vq_resource_t         res;
+    vq_kv_t               kv[2];
+    char                  value[16];
+
+    t = vq_resources_create();
+
+    memset(&res, 0, sizeof(res));
+    res.service_name = "edge";
+    res.environment = "production";
+
+    strcpy(value, "1.0.0");
+    kv[0].key = "service.version";
+    kv[0].value = value;
+    kv[1].key = "deployment.region";
+    kv[1].value = "eu-1";
+    res.attributes = kv;
+    res.nattributes = 2;
+
+    CHECK_INT(vq_resources_add(t, 1, &res), VQ_OK);
+
+    /* copied: the caller's strings may change */
+    strcpy(value, "2.0.0");
+
+    r1 = vq_resources_find(t, 1);
+    CHECK(r1 != NULL && r1->nattributes == 2);
+    CHECK_STR(r1->attributes[0].key, "service.version");
+    CHECK_STR(r1->attributes[0].value, "1.0.0");
+    CHECK_STR(r1->attributes[1].value, "eu-1");
+
+    /* another value: another resource, from generation 2 on */
+    CHECK_INT(vq_resources_add(t, 2, &res), VQ_OK);
+    r2 = vq_resources_find(t, 2);
+    CHECK(r2 != NULL && r2 != vq_resources_find(t, 1));
+    CHECK_STR(r2->attributes[0].value, "2.0.0");
+    CHECK_STR(vq_resources_find(t, 1)->attributes[0].value, "1.0.0");
+
+    /* the same: the entry holds on */
+    CHECK_INT(vq_resources_add(t, 3, &res), VQ_OK);
+    CHECK(vq_resources_find(t, 3) == r2);
+
+    /* one attribute fewer: another one */
+    res.nattributes = 1;
+    CHECK_INT(vq_resources_add(t, 4, &res), VQ_OK);
+    r3 = vq_resources_find(t, 4);
+    CHECK(r3 != r2 && r3->nattributes == 1);
+
+    /* none at all */
+    res.nattributes = 0;
+    CHECK_INT(vq_resources_add(t, 5, &res), VQ_OK);
+    CHECK(vq_resources_find(t, 5)->nattributes == 0);
+
+    /* incomplete attributes are refused */
+    kv[1].value = NULL;
+    res.nattributes = 2;
+    CHECK_INT(vq_resources_add(t, 6, &res), VQ_EINVAL);
+
+    c = vq_resources_copy(t);
+    vq_resources_destroy(t);
+    CHECK_STR(vq_resources_find(c, 1)->attributes[0].value, "1.0.0");
+    CHECK_STR(vq_resources_find(c, 2)->attributes[0].value, "2.0.0");
+    CHECK_INT(vq_resources_find(c, 4)->nattributes, 1);
+    vq_resources_destroy(c);
+}
+
 int
 main(void)
 {
@@ -178,6 +251,7 @@ main(void)
     test_oldest_forgotten();
     test_copy();
     test_wrap();
+    test_attributes();
 
     return check_summary("test_resources");
 }

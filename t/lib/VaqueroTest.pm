@@ -11,11 +11,12 @@ use warnings;
 use Cwd qw(abs_path);
 use Exporter qw(import);
 use File::Temp qw(tempdir);
-use Fcntl qw(:flock SEEK_SET);
+use Fcntl qw(:flock SEEK_SET O_RDWR O_CREAT);
 use IO::Socket::INET;
+use IO::Uncompress::Gunzip qw(gunzip $GunzipError);
 use JSON::PP;
-use POSIX qw(WNOHANG setsid);
-use Socket qw(SOL_SOCKET SO_REUSEADDR);
+use POSIX qw(WNOHANG setsid strftime);
+use Socket qw(SOL_SOCKET SO_REUSEADDR SO_LINGER);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
@@ -310,13 +311,48 @@ sub alerts {
 
 ###########################################################################
 # The collector: records every request it receives as a JSON line in
-# collector.log; answers as collector.mode says ("200", "503", "429",
-# "400", "stall" or "close"), read for every request.
+# collector.log (with the time it came, and its body gunzipped when it
+# came with Content-Encoding: gzip); answers as collector.mode says, read
+# for every request:
+#
+#   "200", "503", "429", "400", ...   that status
+#   "429 retry-after=2"              with "Retry-After: 2"
+#   "503 retry-after-date=3"         with Retry-After: an HTTP-date 3 s on
+#   "301"                            a redirect (with a Location)
+#   "stall"                          never answers
+#   "close"                          closes the connection without a word
+#   "reset"                          half an answer, then a TCP reset
+#
+# A mode of several lines is a script: each request takes the first line
+# while more than one is left, then the last one holds.  A collector that
+# refuses connections is one that is stopped (stop_collector).
 
 sub collector_mode {
-    my ($self, $mode) = @_;
-    $self->write_file('collector.mode.tmp', $mode);
+    my ($self, @modes) = @_;
+    $self->write_file('collector.mode.tmp', join("\n", @modes) . "\n");
     rename "$self->{dir}/collector.mode.tmp", "$self->{dir}/collector.mode";
+}
+
+# the mode for this request: the script's first line, taken under a lock
+sub _next_mode {
+    my ($dir) = @_;
+    sysopen my $fh, "$dir/collector.mode.lock", O_RDWR | O_CREAT or return '200';
+    flock $fh, LOCK_EX;
+    my $mode = '200';
+    if (open my $mfh, '<', "$dir/collector.mode") {
+        my @lines = grep { length } map { s/\s+$//r } <$mfh>;
+        close $mfh;
+        $mode = $lines[0] // '200';
+        if (@lines > 1) {
+            shift @lines;
+            open my $w, '>', "$dir/collector.mode.tmp" or die;
+            print $w join("\n", @lines), "\n";
+            close $w;
+            rename "$dir/collector.mode.tmp", "$dir/collector.mode";
+        }
+    }
+    close $fh;
+    return $mode;
 }
 
 sub start_collector {
@@ -397,16 +433,28 @@ sub _serve_connection {
             }
         }
 
-        open my $mfh, '<', "$dir/collector.mode";
-        my $mode = <$mfh> // '200';
-        close $mfh;
-        chomp $mode;
+        my $mode = _next_mode($dir);
+        my $received = time;
+
+        my %rec = (method => $method, path => $path, headers => \%h,
+                   mode => $mode, time => $received,
+                   length => length $body);
+
+        if (($h{'content-encoding'} // '') =~ /^gzip$/i) {
+            my $plain;
+            if (gunzip(\$body => \$plain)) {
+                $body = $plain;
+                $rec{gzip} = 1;
+            } else {
+                $rec{gzip_error} = "$GunzipError";
+            }
+        }
+
+        $rec{body} = $body;
 
         open my $log, '>>', "$dir/collector.log" or die;
         flock $log, LOCK_EX;
-        print $log $json->encode({ method => $method, path => $path,
-                                   headers => \%h, body => $body,
-                                   mode => $mode }), "\n";
+        print $log $json->encode(\%rec), "\n";
         close $log;
 
         return if $mode eq 'close';
@@ -416,9 +464,31 @@ sub _serve_connection {
             return;
         }
 
-        my $status = $mode =~ /^\d+$/ ? $mode : 200;
+        if ($mode eq 'reset') {
+            syswrite $c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"par";
+            setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+            close $c;
+            return;
+        }
+
+        my ($status) = $mode =~ /^(\d+)/;
+        $status //= 200;
+        my $extra = '';
+        if ($mode =~ /retry-after=(\S+)/) {
+            $extra .= "Retry-After: $1\r\n";
+        }
+        if ($mode =~ /retry-after-date=(\d+)/) {
+            $extra .= 'Retry-After: '
+                      . strftime('%a, %d %b %Y %H:%M:%S GMT',
+                                 gmtime(int($received) + $1)) . "\r\n";
+        }
+        if ($status =~ /^3/) {
+            $extra .= "Location: http://127.0.0.1:1/moved$path\r\n";
+        }
+
         my $reply = '{}';
         syswrite $c, "HTTP/1.1 $status X\r\nContent-Type: application/json\r\n"
+                   . $extra
                    . "Content-Length: " . length($reply) . "\r\n\r\n$reply";
     }
 }
@@ -535,6 +605,196 @@ sub wait_for {
     return @s;
 }
 
+# OTLP requests the collector answered 2xx, each decoded into the OTLP
+# JSON structure ({resourceSpans => [...]}) whether it came as JSON or as
+# protobuf (decoded with sdk/tests/otlp_decode.py, which protoc and
+# python3-protobuf back); each with "request", the collected record.
+sub otlp_requests {
+    my ($self) = @_;
+    my @r = grep { $_->{path} =~ m{/v1/traces$} && $_->{mode} =~ /^2/ }
+            $self->collected;
+
+    my @proto = grep { !$_->{otlp}
+                       && ($_->{headers}{'content-type'} // '')
+                          eq 'application/x-protobuf' } @r;
+    if (@proto) {
+        my @files;
+        for my $i (0 .. $#proto) {
+            my $f = "$self->{dir}/otlp-body-$$-$i.bin";
+            open my $fh, '>:raw', $f or die "$f: $!";
+            print $fh $proto[$i]{body};
+            close $fh;
+            push @files, $f;
+        }
+        my $cmd = join ' ', $PYTHON, "$ROOT/sdk/tests/otlp_decode.py",
+                            "$ROOT/sdk/tests", @files;
+        my @lines = split /\n/, `$cmd 2>&1`;
+        unlink @files;
+        die "otlp_decode.py: @lines" if $? || @lines != @proto;
+        $proto[$_]{otlp} = JSON::PP->new->utf8->decode($lines[$_])
+            for 0 .. $#proto;
+    }
+
+    for my $r (@r) {
+        $r->{otlp} //= $r->{json};
+    }
+
+    return map { { %{ $_->{otlp} }, request => $_ } } @r;
+}
+
+sub _otlp_value {
+    my ($v) = @_;
+    return $v->{stringValue} if exists $v->{stringValue};
+    return $v->{intValue} + 0 if exists $v->{intValue};
+    return $v->{doubleValue} if exists $v->{doubleValue};
+    return $v->{boolValue} ? 1 : 0 if exists $v->{boolValue};
+    return $v;
+}
+
+sub _otlp_attrs {
+    my ($list) = @_;
+    return { map { $_->{key} => _otlp_value($_->{value}) } @{ $list // [] } };
+}
+
+# The spans of otlp_requests(), flat: trace_id, span_id, parent_id (undef
+# for none), name, kind (2 server, 3 client), attrs and resource (key =>
+# value), status, start and end (ns), request.
+sub otlp_spans {
+    my ($self) = @_;
+    my @s;
+    for my $req ($self->otlp_requests) {
+        for my $rs (@{ $req->{resourceSpans} }) {
+            my $res = _otlp_attrs($rs->{resource}{attributes});
+            for my $ss (@{ $rs->{scopeSpans} }) {
+                for my $sp (@{ $ss->{spans} }) {
+                    push @s, { trace_id => $sp->{traceId},
+                               span_id => $sp->{spanId},
+                               parent_id => $sp->{parentSpanId} || undef,
+                               name => $sp->{name}, kind => $sp->{kind},
+                               attrs => _otlp_attrs($sp->{attributes}),
+                               status => $sp->{status}, resource => $res,
+                               scope => $ss->{scope},
+                               start => $sp->{startTimeUnixNano},
+                               end => $sp->{endTimeUnixNano},
+                               request => $req->{request} };
+                }
+            }
+        }
+    }
+    return @s;
+}
+
+###########################################################################
+# TLS to the collector: certificates made with openssl, and an nginx (no
+# module) in front of the collector that terminates TLS, asking for a
+# client certificate, and proxies to it.
+
+# A CA, a server certificate for 127.0.0.1 and a client certificate signed
+# by it, and another CA with a client certificate of its own, in
+# $dir/certs/: ca.pem, server.pem/-key.pem, client.pem/-key.pem,
+# other-ca.pem, other-client.pem/-key.pem.  Returns the directory.
+sub make_certs {
+    my ($self) = @_;
+    my $d = "$self->{dir}/certs";
+    return $d if -f "$d/other-client.pem";
+    mkdir $d;
+
+    my $run = sub {
+        my $out = `@_ 2>&1`;
+        die "openssl failed: @_\n$out" if $?;
+    };
+
+    for my $ca ('ca', 'other-ca') {
+        $run->("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=$ca"
+               . " -keyout $d/$ca-key.pem -out $d/$ca.pem");
+    }
+
+    my %certs = (server => ['ca', '/CN=127.0.0.1', 1],
+                 client => ['ca', '/CN=vaquero-client', 0],
+                 'other-client' => ['other-ca', '/CN=other-client', 0]);
+
+    for my $name (sort keys %certs) {
+        my ($ca, $subj, $server) = @{ $certs{$name} };
+        $self->write_file("certs/$name.ext", $server
+            ? "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+            : "extendedKeyUsage=clientAuth\n");
+        $run->("openssl req -newkey rsa:2048 -nodes -subj $subj"
+               . " -keyout $d/$name-key.pem -out $d/$name.csr");
+        $run->("openssl x509 -req -in $d/$name.csr -CA $d/$ca.pem"
+               . " -CAkey $d/$ca-key.pem -CAcreateserial -days 2"
+               . " -extfile $d/$name.ext -out $d/$name.pem");
+    }
+
+    chmod 0644, glob "$d/*";
+    return $d;
+}
+
+# Starts an nginx that listens with TLS on port 'tls' (server.pem),
+# requires a client certificate signed by ca.pem, and proxies to the
+# collector; in $dir/tls-front/.  Stopped with the test.
+sub start_tls_front {
+    my ($self) = @_;
+    my $certs = $self->make_certs;
+    my $d = "$self->{dir}/tls-front";
+    mkdir $d;
+    my $tls = $self->port('tls');
+    my $collector = $self->port('collector');
+
+    open my $fh, '>', "$d/nginx.conf" or die;
+    print $fh <<"END";
+pid $d/nginx.pid;
+error_log $d/error.log info;
+worker_processes 1;
+events { }
+http {
+    client_body_temp_path $d/client_body_temp;
+    proxy_temp_path $d/proxy_temp;
+    fastcgi_temp_path $d/fastcgi_temp;
+    uwsgi_temp_path $d/uwsgi_temp;
+    scgi_temp_path $d/scgi_temp;
+    access_log $d/access.log;
+
+    server {
+        listen 127.0.0.1:$tls ssl;
+        ssl_certificate $certs/server.pem;
+        ssl_certificate_key $certs/server-key.pem;
+        ssl_verify_client on;
+        ssl_client_certificate $certs/ca.pem;
+        client_max_body_size 64m;
+
+        location / {
+            proxy_pass http://127.0.0.1:$collector;
+            proxy_set_header X-Client-Verify \$ssl_client_verify;
+            proxy_set_header X-Client-DN \$ssl_client_s_dn;
+        }
+    }
+}
+END
+    close $fh;
+
+    system("$NGINX -p $d/ -c $d/nginx.conf >>$d/stderr.log 2>&1") == 0
+        or die "the TLS front did not start:\n" . `cat $d/stderr.log $d/error.log`;
+    $self->{tls_front} = $d;
+    $self->wait_port($tls);
+    return $self;
+}
+
+sub stop_tls_front {
+    my ($self) = @_;
+    my $d = delete $self->{tls_front} or return;
+    open my $fh, '<', "$d/nginx.pid" or return;
+    my $pid = <$fh>;
+    close $fh;
+    chomp $pid;
+    return unless $pid;
+    kill 'QUIT', $pid;
+    for (1 .. 200) {
+        last unless kill 0, $pid;
+        sleep 0.05;
+    }
+    kill 'KILL', $pid if kill 0, $pid;
+}
+
 ###########################################################################
 # A FastAPI backend (t/app/app.py) under uvicorn.
 
@@ -594,6 +854,7 @@ sub cleanup {
     }
     $self->stop_collector;
     $self->stop_backend;
+    $self->stop_tls_front;
 }
 
 sub DESTROY {

@@ -1,11 +1,21 @@
 /*
- * The exporter: a thread that drains queues, batches records and sends
- * them over HTTP with libcurl (one kept-alive connection).
+ * The exporter: a thread that drains queues, batches records, encodes
+ * each batch in a wire format (vaquero/protocol.h) and hands it to a
+ * transport (vaquero/transport.h): HTTP with libcurl (one kept-alive
+ * connection, TLS, gzip), or a file, a line per batch.
+ *
+ * Delivery: a batch answered 2xx is sent; 3xx (a redirect: the endpoint
+ * is wrong) and 4xx other than 408 and 429 drop it (counted as an export
+ * failure and as spans_dropped_export_failed); anything else (5xx, 408,
+ * 429, no answer, a file that cannot be written) is retried with
+ * exponential backoff and jitter, or after the Retry-After of a 429 or a
+ * 503, at most VQ_RETRY_AFTER_MAX_MS.
  *
  * It allocates only at creation, never touches its caller's data after
  * vq_exporter_create() has copied the configuration, and blocks every
  * signal in its thread.  Problems worth a log line are kept for the owner
- * to fetch with vq_exporter_take_message(), at most one per interval.
+ * to fetch with vq_exporter_take_message(), at most one per interval,
+ * with the number of failed exports and of spans dropped since the last.
  *
  * Generations.  Each record carries the generation of the configuration
  * that recorded it (vq_span_head_t.generation), and configurations come
@@ -27,25 +37,60 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <vaquero/encode.h>
+#include <vaquero/protocol.h>
 #include <vaquero/queue.h>
 #include <vaquero/resources.h>
 #include <vaquero/span.h>
 #include <vaquero/stats.h>
+#include <vaquero/transport.h>
 
-#define VQ_EXPORTER_MAX_QUEUES  8
+#define VQ_EXPORTER_MAX_QUEUES   8
+#define VQ_EXPORTER_MAX_HEADERS  32     /* conf.headers */
+
+/* how bad what vq_exporter_take_message() gives is */
+#define VQ_LOG_ERROR  1     /* spans lost or not delivered */
+#define VQ_LOG_WARN   2
+#define VQ_LOG_INFO   3
 
 typedef struct vq_exporter_s  vq_exporter_t;
 
 typedef struct {
-    const char  *endpoint;              /* http(s)://host[:port][/base] */
+    const char  *endpoint;              /* see vaquero/endpoint.h */
+    const vq_protocol_t  *protocol;     /* NULL: vq_protocol_vaquero */
     const char  *api_key;               /* NULL: no Authorization header */
-    const char  *project_id;            /* NULL: no X-Project-ID header */
+    const char  *project_id;            /* NULL: none (no X-Project-ID) */
     const char  *service_name;
     const char  *environment;
     const char  *user_agent;
     size_t       batch_size;            /* spans per request body, >= 1 */
     unsigned     flush_interval_ms;     /* longest a span waits in a batch */
     unsigned     export_timeout_ms;     /* one HTTP request */
+
+    /* more resource attributes (OTLP), e.g. service.version; copied */
+    const vq_kv_t  *resource_attributes;
+    size_t          nresource_attributes;
+
+    /* more request headers, after the exporter's own; copied */
+    const vq_kv_t  *headers;
+    size_t          nheaders;
+
+    /* HTTP: see vq_http_conf_t (PEM contents, copied) */
+    int          gzip;
+    int          ssl_no_verify;
+    const void  *ssl_trusted_certificate;
+    size_t       ssl_trusted_certificate_len;
+    const void  *ssl_certificate;
+    size_t       ssl_certificate_len;
+    const void  *ssl_certificate_key;
+    size_t       ssl_certificate_key_len;
+
+    /*
+     * A file endpoint: a descriptor of the file (opened O_APPEND) that
+     * the exporter takes over, whether it is created or not; 0 or less:
+     * the exporter opens the path itself.
+     */
+    int          file_fd;
 
     /*
      * The configuration's generation, and the resource of each generation
@@ -100,7 +145,18 @@ void vq_exporter_stop(vq_exporter_t *ex, unsigned timeout_ms);
 int vq_exporter_send(vq_exporter_t *ex, const vq_span_t *const *spans,
     size_t n);
 
-/* Copies the pending log message, if any, and clears it; returns its length. */
-size_t vq_exporter_take_message(vq_exporter_t *ex, char *buf, size_t size);
+/*
+ * From any thread: a file endpoint is opened again by its path before the
+ * next write ("nginx -s reopen", logrotate).
+ */
+void vq_exporter_reopen(vq_exporter_t *ex);
+
+/*
+ * Copies the pending log message, if any, and its level (VQ_LOG_*), and
+ * clears it; returns its length.  While the thread runs, at most one
+ * message per interval; once it is stopped, whatever it said last.
+ */
+size_t vq_exporter_take_message(vq_exporter_t *ex, char *buf, size_t size,
+    int *level);
 
 #endif /* VAQUERO_EXPORTER_H */

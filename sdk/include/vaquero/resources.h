@@ -4,8 +4,8 @@
  * A process that is reconfigured (nginx -s reload) records its spans
  * under a new generation (vq_span_head_t.generation) while spans of the
  * earlier ones may still wait in a queue; whichever exporter sends a span
- * must send it with the resource (service name, project id, environment)
- * of the configuration that recorded it.  This table maps generations to
+ * must send it with the resource (service name, project id, environment,
+ * extra attributes) of the configuration that recorded it.  This table maps generations to
  * resources: the resource added for generation g holds for g and every
  * later generation up to the next one added.  Consecutive equal resources
  * share one entry, and past VQ_RESOURCES_MAX entries the oldest is
@@ -34,8 +34,9 @@ void vq_resources_destroy(vq_resources_t *t);
 
 /*
  * The resource of generation and the later ones: its service_name,
- * project_id (may be NULL) and environment are copied, its other fields
- * are the sender's (hostname, sdk_version) and not kept.  VQ_OK,
+ * project_id (may be NULL), environment and attributes are copied, its
+ * other fields are the sender's (hostname, sdk_version, service_version)
+ * and not kept.  VQ_OK,
  * VQ_EINVAL when generation is not later than the last one added (or
  * service_name or environment is NULL), VQ_ENOMEM.
  */
@@ -44,7 +45,8 @@ int vq_resources_add(vq_resources_t *t, uint32_t generation,
 
 /*
  * The resource of a generation, or NULL when it is older than every one
- * kept.  Only the fields kept are set (hostname and sdk_version: NULL).
+ * kept.  Only the fields kept are set (hostname, sdk_version and
+ * service_version: NULL).
  * Equal resources of different generations are the same pointer, valid
  * until the table changes.
  */

@@ -28,6 +28,11 @@
 #include <vaquero/buf.h>
 #include <vaquero/encode.h>
 #include <vaquero/stats.h>
+#include <vaquero/protocol.h>
+#include <vaquero/transport.h>
+#include <vaquero/endpoint.h>
+#include <vaquero/presets.h>
+#include <vaquero/resources.h>
 #include <vaquero/exporter.h>
 
 /*

@@ -1,0 +1,107 @@
+/*
+ * Transports: how a request body reaches a collector.  The exporter
+ * thread encodes a batch with its protocol (vaquero/protocol.h) and hands
+ * the body to a transport; it does not know which one it has.
+ *
+ *   http   one libcurl handle, kept alive; TLS (trusted CAs, a client
+ *          certificate, verification) and gzip request bodies
+ *   file   a line per body, appended with one write() (O_APPEND), so that
+ *          lines of processes writing the same file never interleave
+ *
+ * A transport is used by one thread at a time, except for
+ * vq_transport_abort_at() and vq_transport_reopen(), which any thread may
+ * call at any time.
+ */
+
+#ifndef VAQUERO_TRANSPORT_H
+#define VAQUERO_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <vaquero/buf.h>
+
+/* the longest wait a Retry-After may ask for */
+#define VQ_RETRY_AFTER_MAX_MS  60000
+
+typedef struct vq_transport_s  vq_transport_t;
+
+typedef struct {
+    long      status;           /* HTTP status (a file: 200 once written);
+                                   0: no answer, error says why */
+    int64_t   retry_after_ms;   /* the answer's Retry-After; -1: none */
+    char      location[256];    /* the answer's Location, or "" */
+    char      error[256];
+} vq_send_result_t;
+
+typedef struct {
+    const char  *url;                   /* what to POST to */
+    unsigned     timeout_ms;            /* one request, connecting included */
+    int          gzip;                  /* Content-Encoding: gzip */
+    int          ssl_no_verify;         /* do not verify the server */
+
+    /* PEM contents (not file names), copied; NULL: none (system CAs) */
+    const void  *ssl_trusted_certificate;
+    size_t       ssl_trusted_certificate_len;
+    const void  *ssl_certificate;
+    size_t       ssl_certificate_len;
+    const void  *ssl_certificate_key;
+    size_t       ssl_certificate_key_len;
+} vq_http_conf_t;
+
+/* NULL with the reason in err. */
+vq_transport_t *vq_transport_http_create(const vq_http_conf_t *conf,
+    char *err, size_t err_size);
+
+/*
+ * A file transport appending to path, created mode 0600 if it is missing.
+ * With fd >= 0 it writes to fd, which it takes over, until asked to
+ * reopen; else it opens path now.
+ */
+vq_transport_t *vq_transport_file_create(const char *path, int fd,
+    char *err, size_t err_size);
+
+void vq_transport_destroy(vq_transport_t *t);
+
+/* The URL or file it sends to, for messages. */
+const char *vq_transport_target(const vq_transport_t *t);
+
+/*
+ * The request's headers, "Name: value" lines, copied (and wiped when
+ * replaced: they may hold credentials).  The file transport has none.
+ */
+int vq_transport_set_headers(vq_transport_t *t, const char *const *lines,
+    size_t n);
+
+/*
+ * Sends body, which the transport may change (a file transport appends
+ * the line's end to it), and says how it went.
+ */
+void vq_transport_send(vq_transport_t *t, vq_buf_t *body,
+    vq_send_result_t *result);
+
+/*
+ * From any thread: a request still running at this time (monotonic
+ * clock, ms) is abandoned; 0: no deadline.
+ */
+void vq_transport_abort_at(vq_transport_t *t, int64_t monotonic_ms);
+
+/*
+ * From any thread: the file is opened again by path before the next
+ * write (it was moved, "nginx -s reopen"); the descriptor in use until
+ * then is the transport's own, so no other thread can close it under it.
+ */
+void vq_transport_reopen(vq_transport_t *t);
+
+/*
+ * A Retry-After value, seconds ("120") or an HTTP-date ("Wed, 21 Oct 2015
+ * 07:28:00 GMT", and the obsolete forms), at now_ms (Unix time, ms): the
+ * wait in ms, at most VQ_RETRY_AFTER_MAX_MS (a date past is 0); -1 when
+ * it is neither.
+ */
+int64_t vq_retry_after_parse(const char *value, int64_t now_ms);
+
+/* gzip (RFC 1952) of len bytes at in, appended to out: VQ_OK or VQ_ENOMEM. */
+int vq_gzip(vq_buf_t *out, const void *in, size_t len);
+
+#endif /* VAQUERO_TRANSPORT_H */
