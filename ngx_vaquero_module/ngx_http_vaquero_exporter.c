@@ -285,6 +285,7 @@ ngx_http_vaquero_exporter_file(ngx_conf_t *cf,
     ngx_fd_t          fd;
     ngx_str_t         name;
     ngx_open_file_t  *file;
+    ngx_file_info_t   fi;
 
     name.len = path->len;
     name.data = ngx_pnalloc(cf->pool, path->len + 1);
@@ -293,6 +294,25 @@ ngx_http_vaquero_exporter_file(ngx_conf_t *cf,
     }
 
     ngx_cpystrn(name.data, path->data, path->len + 1);
+
+    /*
+     * Only a regular file: a write to a FIFO or a terminal may block past
+     * any deadline (and opening a FIFO for writing blocks until a reader
+     * comes), and long lines of several workers mix in a pipe.
+     */
+    if (ngx_file_info(name.data, &fi) == NGX_FILE_ERROR) {
+        if (ngx_errno != NGX_ENOENT) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               ngx_file_info_n " \"%s\" failed", name.data);
+            return NGX_CONF_ERROR;
+        }
+
+    } else if (!ngx_is_file(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the file endpoint \"%s\" is not a regular file",
+                           name.data);
+        return NGX_CONF_ERROR;
+    }
 
     fd = ngx_open_file(name.data, NGX_FILE_APPEND, NGX_FILE_CREATE_OR_OPEN,
                        0600);

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <curl/curl.h>
+
 #include <vaquero/vaquero.h>
 #include <vaquero/endpoint.h>
 
@@ -39,6 +41,44 @@ check_port(const char *p, const char *last)
     return port >= 1 && port <= 65535;
 }
 
+/*
+ * What passes the checks above must also be a URL libcurl takes (host
+ * characters, IPv6 addresses), or every export would fail while nginx -t
+ * said the configuration was fine.
+ */
+static int
+check_with_curl(const char *ep, size_t len, char *err, size_t err_size)
+{
+    int         rc;
+    char       *copy, *url;
+    CURLU      *u;
+    CURLUcode   uc;
+
+    copy = strndup(ep, len);
+    url = copy ? vq_endpoint_url(copy, "") : NULL;
+    u = curl_url();
+
+    if (url == NULL || u == NULL) {
+        rc = fail(err, err_size, "out of memory");
+
+    } else if ((uc = curl_url_set(u, CURLUPART_URL, url, 0)) != CURLUE_OK) {
+        if (err_size) {
+            snprintf(err, err_size, "libcurl refuses it: %s",
+                     curl_url_strerror(uc));
+        }
+        rc = VQ_EINVAL;
+
+    } else {
+        rc = VQ_ENDPOINT_HTTP;
+    }
+
+    curl_url_cleanup(u);
+    free(url);
+    free(copy);
+
+    return rc;
+}
+
 int
 vq_endpoint_check(const char *ep, size_t len, char *err, size_t err_size)
 {
@@ -57,6 +97,11 @@ vq_endpoint_check(const char *ep, size_t len, char *err, size_t err_size)
             return fail(err, err_size,
                         "the path after \"file:\" must be absolute "
                         "(\"file:/path\")");
+        }
+
+        if (len > 6 && ep[6] == '/') {
+            return fail(err, err_size,
+                        "a file endpoint has no host: \"file:/path\"");
         }
 
         if (ep[len - 1] == '/') {
@@ -121,7 +166,7 @@ vq_endpoint_check(const char *ep, size_t len, char *err, size_t err_size)
             return fail(err, err_size, "it has an invalid port");
         }
 
-        return VQ_ENDPOINT_HTTP;
+        return check_with_curl(ep, len, err, err_size);
     }
 
     colon = memchr(host, ':', (size_t) (host_end - host));
@@ -136,7 +181,7 @@ vq_endpoint_check(const char *ep, size_t len, char *err, size_t err_size)
         }
     }
 
-    return VQ_ENDPOINT_HTTP;
+    return check_with_curl(ep, len, err, err_size);
 }
 
 char *

@@ -141,7 +141,7 @@ static void
 count_failure(vq_exporter_t *ex, uint64_t dropped)
 {
     pthread_mutex_lock(&ex->lock);
-    ex->window_failures += dropped == 0;
+    ex->window_failures++;
     ex->window_dropped += dropped;
     pthread_mutex_unlock(&ex->lock);
 }
@@ -367,6 +367,10 @@ create_transport(vq_exporter_t *ex, const vq_exporter_conf_t *conf, int kind,
                                         err, err_size);
     }
 
+    if (conf->file_fd > 0) {
+        close(conf->file_fd);
+    }
+
     url = vq_endpoint_url(conf->endpoint, ex->protocol->path);
     if (url == NULL) {
         snprintf(err, err_size, "out of memory");
@@ -452,7 +456,10 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
     ex->protocol = conf->protocol ? conf->protocol : &vq_protocol_vaquero;
     ex->seed = (unsigned) getpid() ^ (unsigned) monotonic_ms();
     ex->window_start = time(NULL);
+    /* the caller's memory: only the copies below are used */
     ex->conf.resources = NULL;
+    ex->conf.resource_attributes = NULL;
+    ex->conf.headers = NULL;
     ex->conf.ssl_trusted_certificate = NULL;
     ex->conf.ssl_certificate = NULL;
     ex->conf.ssl_certificate_key = NULL;
@@ -611,8 +618,13 @@ post(vq_exporter_t *ex, const vq_resource_t *res,
         r->status = 0;
         r->retry_after_ms = -1;
         r->location[0] = '\0';
+        r->warning[0] = '\0';
         snprintf(r->error, sizeof(r->error), "out of memory encoding a batch");
         ex->encoded = 0;
+
+        /* a request that could not be made is a request that failed */
+        vq_stats_add(&stats->export_requests, 1);
+        vq_stats_set(&stats->last_export_status, 0);
         return;
     }
 
@@ -975,7 +987,10 @@ send_batch(vq_exporter_t *ex)
         vq_stats_add(&stats->spans_dropped_export_failed,
                      ex->count - ex->encoded);
 
-        if (ex->failures) {
+        if (r->warning[0]) {
+            set_message(ex, VQ_LOG_WARN, "export: %s", r->warning);
+
+        } else if (ex->failures) {
             set_message(ex, VQ_LOG_INFO, "export to %s recovered",
                         ex->target);
         }
@@ -1018,12 +1033,29 @@ send_batch(vq_exporter_t *ex)
     shift = ex->failures < 7 ? ex->failures : 7;
     ex->failures++;
 
-    if ((status == 429 || status == 503) && r->retry_after_ms >= 0) {
-        set_message(ex, VQ_LOG_ERROR, "export to %s failed with HTTP %ld, "
-                    "will retry in %lld ms (Retry-After)", ex->target,
-                    status, (long long) r->retry_after_ms);
+    backoff = (int64_t) VQ_BACKOFF_MIN_MS << shift;
+    if (backoff > VQ_BACKOFF_MAX_MS) {
+        backoff = VQ_BACKOFF_MAX_MS;
+    }
 
-        return r->retry_after_ms > 0 ? r->retry_after_ms : 1;
+    /* jitter: 50%..100% of the backoff, so workers do not retry in step */
+    backoff = backoff / 2 + rand_r(&ex->seed) % (backoff / 2 + 1);
+
+    /*
+     * Retry-After is the least wait the collector asks for; "0" or a date
+     * past does not make a collector that keeps failing worth hammering.
+     */
+    if ((status == 429 || status == 503) && r->retry_after_ms >= 0) {
+        if (r->retry_after_ms > backoff) {
+            backoff = r->retry_after_ms;
+        }
+
+        set_message(ex, VQ_LOG_ERROR, "export to %s failed with HTTP %ld, "
+                    "will retry in %lld ms (Retry-After: %lld ms)",
+                    ex->target, status, (long long) backoff,
+                    (long long) r->retry_after_ms);
+
+        return backoff;
     }
 
     if (status > 0) {
@@ -1034,13 +1066,7 @@ send_batch(vq_exporter_t *ex)
                     ex->target, r->error);
     }
 
-    backoff = (int64_t) VQ_BACKOFF_MIN_MS << shift;
-    if (backoff > VQ_BACKOFF_MAX_MS) {
-        backoff = VQ_BACKOFF_MAX_MS;
-    }
-
-    /* jitter: 50%..100% of the backoff, so workers do not retry in step */
-    return backoff / 2 + rand_r(&ex->seed) % (backoff / 2 + 1);
+    return backoff;
 }
 
 /*

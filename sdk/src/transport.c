@@ -45,6 +45,7 @@ vq_transport_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
     r->retry_after_ms = -1;
     r->location[0] = '\0';
     r->error[0] = '\0';
+    r->warning[0] = '\0';
 
     t->ops->send(t, body, r);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <vaquero/vaquero.h>
@@ -24,11 +25,36 @@ typedef struct {
     int             reopen;         /* atomic */
 } vq_file_transport_t;
 
+/*
+ * -1 with errno set, or EINVAL for what is not a regular file: a FIFO or
+ * a terminal could block a write past any deadline, and lines longer than
+ * PIPE_BUF from several workers would mix in a pipe.  O_NONBLOCK keeps a
+ * FIFO without a reader from blocking the open itself.
+ */
 static int
 open_file(const char *path)
 {
+    int          fd;
+    struct stat  st;
+
     /* spans hold URLs and headers: for the owner only */
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK,
+              0600);
+    if (fd == -1) {
+        if (errno == ENXIO) {
+            /* a FIFO without a reader */
+            errno = EINVAL;
+        }
+        return -1;
+    }
+
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+
+    return fd;
 }
 
 static void
@@ -55,9 +81,15 @@ file_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
         fd = open_file(t->target);
 
         if (fd == -1) {
-            /* the old file takes the lines meanwhile */
-            snprintf(r->error, sizeof(r->error), "cannot reopen \"%s\": %s",
-                     t->target, strerror(errno));
+            /*
+             * The old file takes the lines meanwhile, and the next batch
+             * tries again; the warning goes with a write that succeeds.
+             */
+            snprintf(r->warning, sizeof(r->warning), "cannot reopen "
+                     "\"%s\"%s: %s, writing to the file it replaced",
+                     t->target, errno == EINVAL ? ", not a regular file" : "",
+                     strerror(errno));
+            __atomic_store_n(&f->reopen, 1, __ATOMIC_RELEASE);
 
         } else {
             if (f->fd >= 0) {
@@ -68,10 +100,8 @@ file_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
     }
 
     if (f->fd < 0) {
-        if (r->error[0] == '\0') {
-            snprintf(r->error, sizeof(r->error), "\"%s\" is not open",
-                     t->target);
-        }
+        snprintf(r->error, sizeof(r->error), "\"%s\" is not open",
+                 t->target);
         return;
     }
 
@@ -89,7 +119,6 @@ file_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
 
     if (n == (ssize_t) body->len) {
         r->status = 200;
-        r->error[0] = '\0';
         return;
     }
 
@@ -130,25 +159,41 @@ vq_transport_file_create(const char *path, int fd, char *err,
 
     if (path == NULL || path[0] != '/') {
         snprintf(err, err_size, "the file's path must be absolute");
+        if (fd >= 0) {
+            close(fd);
+        }
         return NULL;
     }
 
     f = calloc(1, sizeof(vq_file_transport_t));
     if (f == NULL) {
         snprintf(err, err_size, "out of memory");
+        if (fd >= 0) {
+            close(fd);
+        }
         return NULL;
     }
 
     f->t.ops = &file_ops;
-    f->t.target = strdup(path);
-    f->fd = fd >= 0 ? fd : open_file(path);
+    f->fd = fd;
 
-    if (f->t.target == NULL || f->fd < 0) {
-        snprintf(err, err_size, f->t.target ? "open() \"%s\" failed: %s"
-                                            : "out of memory",
-                 path, strerror(errno));
+    f->t.target = strdup(path);
+    if (f->t.target == NULL) {
+        snprintf(err, err_size, "out of memory");
         file_destroy(&f->t);
         return NULL;
+    }
+
+    if (f->fd < 0) {
+        f->fd = open_file(path);
+
+        if (f->fd < 0) {
+            snprintf(err, err_size, "open() \"%s\" failed: %s%s", path,
+                     strerror(errno),
+                     errno == EINVAL ? " (not a regular file)" : "");
+            file_destroy(&f->t);
+            return NULL;
+        }
     }
 
     return &f->t;

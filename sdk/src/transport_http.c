@@ -25,7 +25,7 @@ typedef struct {
     CURLM              *multi;
     CURL               *curl;
     struct curl_slist  *headers;
-    int                 gzip;
+    vq_gzip_t          *gzip;           /* NULL: bodies go as they are */
     vq_buf_t            gz;
     char                curl_error[CURL_ERROR_SIZE];
     struct curl_blob    trusted;
@@ -43,16 +43,15 @@ discard_body(char *ptr, size_t size, size_t nmemb, void *data)
 
 /* the lines may hold credentials: do not leave copies of them around */
 static void
-free_headers(vq_http_transport_t *h)
+free_list(struct curl_slist *list)
 {
     struct curl_slist  *l;
 
-    for (l = h->headers; l; l = l->next) {
+    for (l = list; l; l = l->next) {
         memset(l->data, 0, strlen(l->data));
     }
 
-    curl_slist_free_all(h->headers);
-    h->headers = NULL;
+    curl_slist_free_all(list);
 }
 
 static void
@@ -97,55 +96,65 @@ http_destroy(vq_transport_t *t)
         curl_multi_cleanup(h->multi);
     }
 
-    free_headers(h);
+    free_list(h->headers);
     free_blob(&h->trusted);
     free_blob(&h->cert);
     free_blob(&h->key);
+    vq_gzip_destroy(h->gzip);
     vq_buf_free(&h->gz);
     free(t->target);
     free(h);
 }
 
+/*
+ * The new list replaces the old one only once it is whole: when memory
+ * runs out, the requests go on with the headers they had.
+ */
 static int
 http_set_headers(vq_transport_t *t, const char *const *lines, size_t n)
 {
     vq_http_transport_t  *h = (vq_http_transport_t *) t;
-    struct curl_slist    *l;
+    struct curl_slist    *list, *l;
     size_t                i;
 
-    free_headers(h);
+    list = NULL;
 
     for (i = 0; i < n; i++) {
-        l = curl_slist_append(h->headers, lines[i]);
+        l = curl_slist_append(list, lines[i]);
         if (l == NULL) {
             goto failed;
         }
-        h->headers = l;
+        list = l;
     }
 
     if (h->gzip) {
-        l = curl_slist_append(h->headers, "Content-Encoding: gzip");
+        l = curl_slist_append(list, "Content-Encoding: gzip");
         if (l == NULL) {
             goto failed;
         }
-        h->headers = l;
+        list = l;
     }
 
     /* no "Expect: 100-continue" round trip on large bodies */
-    l = curl_slist_append(h->headers, "Expect:");
+    l = curl_slist_append(list, "Expect:");
     if (l == NULL) {
         goto failed;
     }
 
-    h->headers = l;
-    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers);
+    list = l;
+
+    if (curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, list) != CURLE_OK) {
+        goto failed;
+    }
+
+    free_list(h->headers);
+    h->headers = list;
 
     return VQ_OK;
 
 failed:
 
-    free_headers(h);
-    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, NULL);
+    free_list(list);
 
     return VQ_ENOMEM;
 }
@@ -244,9 +253,9 @@ http_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
     if (h->gzip) {
         vq_buf_reset(&h->gz);
 
-        if (vq_gzip(&h->gz, body->data, body->len) != VQ_OK) {
-            snprintf(r->error, sizeof(r->error),
-                     "out of memory compressing a batch");
+        if (vq_gzip(h->gzip, &h->gz, body->data, body->len) != VQ_OK) {
+            snprintf(r->error, sizeof(r->error), "cannot gzip a batch of "
+                     "%zu bytes", body->len);
             return;
         }
 
@@ -322,14 +331,18 @@ vq_transport_http_create(const vq_http_conf_t *conf, char *err,
     }
 
     h->t.ops = &http_ops;
-    h->gzip = conf->gzip;
     vq_buf_init(&h->gz);
 
     h->t.target = strdup(conf->url);
     h->curl = c = curl_easy_init();
     h->multi = curl_multi_init();
 
+    if (conf->gzip) {
+        h->gzip = vq_gzip_create();
+    }
+
     if (h->t.target == NULL || c == NULL || h->multi == NULL
+        || (conf->gzip && h->gzip == NULL)
         || copy_blob(&h->trusted, conf->ssl_trusted_certificate,
                      conf->ssl_trusted_certificate_len) != VQ_OK
         || copy_blob(&h->cert, conf->ssl_certificate,
@@ -342,35 +355,64 @@ vq_transport_http_create(const vq_http_conf_t *conf, char *err,
         return NULL;
     }
 
-    curl_easy_setopt(c, CURLOPT_URL, h->t.target);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long) conf->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long) conf->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->curl_error);
-
-    /* a redirect is a configuration error, reported, never followed */
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-
+    /*
+     * Every option is checked: a libcurl without one of them (the blobs
+     * need 7.77, PROTOCOLS_STR 7.85) must not mean other CAs, no client
+     * certificate or any protocol, silently.
+     */
     verify = conf->ssl_no_verify ? 0L : 1L;
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, verify);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
 
-    if (h->trusted.data) {
-        /* these CAs instead of the system's */
-        curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &h->trusted);
-        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    if (curl_easy_setopt(c, CURLOPT_URL, h->t.target) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https")
+           != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_POST, 1L) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long) conf->timeout_ms)
+           != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                            (long) conf->timeout_ms) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body)
+           != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->curl_error)
+           != CURLE_OK
+        /* a redirect is a configuration error, reported, never followed */
+        || curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, verify) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L)
+           != CURLE_OK)
+    {
+        snprintf(err, err_size, "cannot set up libcurl %s for \"%s\"",
+                 curl_version_info(CURLVERSION_NOW)->version, h->t.target);
+        http_destroy(&h->t);
+        return NULL;
     }
 
-    if (h->cert.data) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &h->cert);
-        curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
-        curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB,
-                         h->key.data ? &h->key : &h->cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+    /* these CAs instead of the system's */
+    if (h->trusted.data
+        && (curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &h->trusted) != CURLE_OK
+            || curl_easy_setopt(c, CURLOPT_CAPATH, NULL) != CURLE_OK))
+    {
+        snprintf(err, err_size, "libcurl %s cannot take trusted "
+                 "certificates from memory",
+                 curl_version_info(CURLVERSION_NOW)->version);
+        http_destroy(&h->t);
+        return NULL;
+    }
+
+    if (h->cert.data
+        && (curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &h->cert) != CURLE_OK
+            || curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM") != CURLE_OK
+            || curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB,
+                                h->key.data ? &h->key : &h->cert)
+               != CURLE_OK
+            || curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM") != CURLE_OK))
+    {
+        snprintf(err, err_size, "libcurl %s cannot take a client "
+                 "certificate from memory",
+                 curl_version_info(CURLVERSION_NOW)->version);
+        http_destroy(&h->t);
+        return NULL;
     }
 
     return &h->t;

@@ -1510,6 +1510,51 @@ test_retry_after(void)
     server_stop(&srv);
 }
 
+/*
+ * "Retry-After: 0" (or a date past) is the least wait, not the wait: a
+ * collector that keeps answering so still gets the growing backoff.
+ */
+static void
+test_retry_after_zero(void)
+{
+    vq_exporter_t  *ex;
+    server_t        srv;
+    fixture_t       f;
+    int64_t         waited;
+    int             i;
+
+    memset(&srv, 0, sizeof(srv));
+    for (i = 0; i < 4; i++) {
+        srv.statuses[i] = i % 2 ? 503 : 429;
+        srv.extra[i] = "Retry-After: 0\r\n";
+    }
+    srv.nstatuses = 4;
+
+    server_start(&srv);
+    fixture_init(&f, 3);
+
+    ex = exporter(&f, srv.port, 100);
+    vq_exporter_start(ex);
+    CHECK(wait_for(&f.stats.spans_exported, 3));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(server_requests(&srv), 5);
+    CHECK_INT(f.stats.export_retries, 4);
+
+    /* backoff 100 << n ms, jittered to 50..100% of it */
+    for (i = 0; i < 4; i++) {
+        waited = srv.times[i + 1] - srv.times[i];
+        CHECK(waited >= (50 << i) - 5);
+        if (waited < (50 << i) - 5) {
+            fprintf(stderr, "Retry-After: 0, retry %d waited %lld ms\n",
+                    i + 1, (long long) waited);
+        }
+    }
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
 /* A redirect is a configuration error: dropped, counted, not retried. */
 static void
 test_redirect_drops(void)
@@ -1878,6 +1923,7 @@ main(void)
     test_protocols();
     test_extra_headers();
     test_retry_after();
+    test_retry_after_zero();
     test_redirect_drops();
     test_reset_retried();
     test_gzip();

@@ -112,6 +112,13 @@ test_endpoints(void)
     check_endpoint("file:relative/path", VQ_EINVAL, "absolute");
     check_endpoint("file:", VQ_EINVAL, "absolute");
     check_endpoint("file:/var/log/", VQ_EINVAL, "directory");
+    check_endpoint("file://host/x", VQ_EINVAL, "no host");
+    check_endpoint("file:///x", VQ_EINVAL, "no host");
+
+    /* what the shape allows but libcurl would refuse at every export */
+    check_endpoint("http://ho^st/api", VQ_EINVAL, "libcurl");
+    check_endpoint("http://[zz]/x", VQ_EINVAL, "libcurl");
+    check_endpoint("http://exa mple", VQ_EINVAL, "white space");
 
     url = vq_endpoint_url("HTTPS://Host.Example/base//", "/v1/traces");
     CHECK_STR(url, "https://Host.Example/base/v1/traces");
@@ -149,10 +156,14 @@ test_presets(void)
 static void
 test_gzip(void)
 {
-    vq_buf_t   in, out;
-    z_stream   z;
-    char      *back;
-    size_t     i;
+    vq_buf_t    in, out;
+    z_stream    z;
+    char       *back;
+    size_t      i, first;
+    vq_gzip_t  *gz;
+
+    gz = vq_gzip_create();
+    CHECK(gz != NULL);
 
     vq_buf_init(&in);
     vq_buf_init(&out);
@@ -165,8 +176,9 @@ test_gzip(void)
     }
 
     vq_buf_append(&out, "prefix", 6);
-    CHECK_INT(vq_gzip(&out, in.data, in.len), VQ_OK);
+    CHECK_INT(vq_gzip(gz, &out, in.data, in.len), VQ_OK);
     CHECK(out.len > 6 + 18 && out.len < in.len / 4);
+    first = out.len;
 
     /* a gzip member (RFC 1952 magic), after what the buffer held */
     CHECK(memcmp(out.data, "prefix", 6) == 0);
@@ -187,9 +199,26 @@ test_gzip(void)
 
     /* nothing in, a valid empty member out */
     vq_buf_reset(&out);
-    CHECK_INT(vq_gzip(&out, "", 0), VQ_OK);
+    CHECK_INT(vq_gzip(gz, &out, "", 0), VQ_OK);
     CHECK(out.len >= 18);
 
+    /* the state is reset for each body: the same bytes again, whole */
+    vq_buf_reset(&out);
+    CHECK_INT(vq_gzip(gz, &out, in.data, in.len), VQ_OK);
+    CHECK_INT(out.len, first - 6);
+    memset(back, 0, in.len);
+    memset(&z, 0, sizeof(z));
+    inflateInit2(&z, 15 + 16);
+    z.next_in = (Bytef *) out.data;
+    z.avail_in = (uInt) out.len;
+    z.next_out = (Bytef *) back;
+    z.avail_out = (uInt) in.len;
+    CHECK_INT(inflate(&z, Z_FINISH), Z_STREAM_END);
+    CHECK_INT(z.total_out, in.len);
+    CHECK(memcmp(back, in.data, in.len) == 0);
+    inflateEnd(&z);
+
+    vq_gzip_destroy(gz);
     free(back);
     vq_buf_free(&in);
     vq_buf_free(&out);
@@ -316,15 +345,47 @@ test_file_reopen(void)
     free(s);
     CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
 
-    /* a reopen that fails: the file in use takes the line */
+    /*
+     * A reopen that fails: the file in use takes the line, with a warning,
+     * and every later write tries again until one succeeds.
+     */
     CHECK(unlink(path) == 0);
     CHECK(rmdir(dir) == -1);
     CHECK(unlink(moved) == 0);
     CHECK(rmdir(dir) == 0);
     vq_transport_reopen(t);
     CHECK_INT(send_line(t, "four", &r), VQ_OK);
+    CHECK(strstr(r.warning, "cannot reopen") != NULL);
+    CHECK_INT(send_line(t, "five", &r), VQ_OK);
+    CHECK(strstr(r.warning, "cannot reopen") != NULL);
+
+    CHECK(mkdir(dir, 0700) == 0);
+    CHECK_INT(send_line(t, "six", &r), VQ_OK);
+    CHECK_STR(r.warning, "");
+    s = slurp(path);
+    CHECK_STR(s, "six\n");
+    free(s);
+    CHECK_INT(send_line(t, "seven", &r), VQ_OK);
+    s = slurp(path);
+    CHECK_STR(s, "six\nseven\n");
+    free(s);
 
     vq_transport_destroy(t);
+    unlink(path);
+    rmdir(dir);
+
+    /* not a regular file: refused, at creation and at a reopen */
+    CHECK(vq_transport_file_create("/dev/null", -1, err, sizeof(err))
+          == NULL);
+    CHECK(strstr(err, "not a regular file") != NULL);
+    snprintf(dir, sizeof(dir), "/tmp/vq-test-transport-XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    CHECK(mkfifo(path, 0600) == 0);
+    CHECK(vq_transport_file_create(path, -1, err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "not a regular file") != NULL);
+    unlink(path);
+    rmdir(dir);
 }
 
 /*

@@ -31,7 +31,8 @@ typedef struct {
                                    0: no answer, error says why */
     int64_t   retry_after_ms;   /* the answer's Retry-After; -1: none */
     char      location[256];    /* the answer's Location, or "" */
-    char      error[256];
+    char      error[256];       /* why there is no answer */
+    char      warning[256];     /* sent, but something is wrong, or "" */
 } vq_send_result_t;
 
 typedef struct {
@@ -55,8 +56,9 @@ vq_transport_t *vq_transport_http_create(const vq_http_conf_t *conf,
 
 /*
  * A file transport appending to path, created mode 0600 if it is missing.
- * With fd >= 0 it writes to fd, which it takes over, until asked to
- * reopen; else it opens path now.
+ * With fd >= 0 it writes to fd, which it takes over (and closes, should
+ * the creation fail), until asked to reopen; else it opens path now.
+ * Anything but a regular file is refused.
  */
 vq_transport_t *vq_transport_file_create(const char *path, int fd,
     char *err, size_t err_size);
@@ -101,7 +103,13 @@ void vq_transport_reopen(vq_transport_t *t);
  */
 int64_t vq_retry_after_parse(const char *value, int64_t now_ms);
 
-/* gzip (RFC 1952) of len bytes at in, appended to out: VQ_OK or VQ_ENOMEM. */
-int vq_gzip(vq_buf_t *out, const void *in, size_t len);
+/* A gzip compressor (RFC 1952), kept for many bodies; NULL: no memory. */
+typedef struct vq_gzip_s  vq_gzip_t;
+
+vq_gzip_t *vq_gzip_create(void);
+void vq_gzip_destroy(vq_gzip_t *gz);
+
+/* gzip of len bytes at in, appended to out: VQ_OK, VQ_ENOMEM or VQ_EINVAL. */
+int vq_gzip(vq_gzip_t *gz, vq_buf_t *out, const void *in, size_t len);
 
 #endif /* VAQUERO_TRANSPORT_H */
