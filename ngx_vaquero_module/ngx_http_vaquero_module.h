@@ -56,6 +56,7 @@ typedef struct ngx_http_vaquero_shm_s  ngx_http_vaquero_shm_t;
 typedef struct {
     ngx_http_upstream_srv_conf_t   *upstream;
     ngx_http_upstream_init_peer_pt  init;
+    ngx_str_t                       name;   /* as its spans give it */
 } ngx_http_vaquero_peer_init_t;
 
 

@@ -90,7 +90,7 @@ static void ngx_http_vaquero_end_attempt(ngx_http_vaquero_peer_data_t *vp,
 static ngx_uint_t ngx_http_vaquero_fallback_spans(ngx_http_request_t *r,
     ngx_http_vaquero_ctx_t *ctx, ngx_http_vaquero_main_conf_t *vmcf,
     ngx_uint_t flags);
-static void ngx_http_vaquero_upstream_name(ngx_http_request_t *r,
+static void ngx_http_vaquero_upstream_name(ngx_pool_t *pool,
     ngx_http_upstream_srv_conf_t *us, ngx_str_t *name);
 static int ngx_http_vaquero_cmp_peer_inits(const void *one, const void *two);
 
@@ -127,6 +127,9 @@ ngx_http_vaquero_upstream_init(ngx_conf_t *cf,
 
         pi->upstream = uscfp[i];
         pi->init = uscfp[i]->peer.init;
+
+        /* once here, not for every request */
+        ngx_http_vaquero_upstream_name(cf->pool, uscfp[i], &pi->name);
 
         uscfp[i]->peer.init = ngx_http_vaquero_init_peer;
     }
@@ -216,7 +219,7 @@ ngx_http_vaquero_init_peer(ngx_http_request_t *r,
     vp->free = u->peer.free;
     vp->notify = u->peer.notify;
 
-    ngx_http_vaquero_upstream_name(r, us, &vp->name);
+    vp->name = pi[lo].name;
 
     u->peer.data = vp;
     u->peer.get = ngx_http_vaquero_get_peer;
@@ -367,6 +370,15 @@ ngx_http_vaquero_set_parent(ngx_http_vaquero_peer_data_t *vp,
     ngx_http_upstream_t  *u;
 
     if (!vp->searched) {
+
+        /*
+         * The request was built with the first attempt's id: until another
+         * attempt needs its own, there is nothing to look for.
+         */
+        if (ngx_memcmp(id, ctx->first_attempt_id, VQ_SPAN_ID_SIZE) == 0) {
+            return;
+        }
+
         vp->searched = 1;
 
         u = vp->request->upstream;
@@ -375,15 +387,19 @@ ngx_http_vaquero_set_parent(ngx_http_vaquero_peer_data_t *vp,
             return;
         }
 
-        /* the headers are the first buffer; not yet sent */
+        /*
+         * The headers are the first buffer, a temporary one: from its
+         * start, as an attempt before this one has sent it (and moved
+         * pos), and the retry will send it again from there.
+         */
         b = u->request_bufs->buf;
 
-        if (b == NULL || b->in_file || b->pos == NULL) {
+        if (b == NULL || b->in_file || b->start == NULL) {
             return;
         }
 
         /* "<trace id>-<parent id>", as injected or set from the variable */
-        vp->parent_hex = ngx_strlcasestrn(b->pos, b->last,
+        vp->parent_hex = ngx_strlcasestrn(b->start, b->last,
                                           ctx->traceparent + 3,
                                           VQ_TRACEPARENT_LEN - 3 - 3 - 1);
         if (vp->parent_hex) {
@@ -620,7 +636,7 @@ ngx_http_vaquero_upstream_spans(ngx_http_request_t *r,
 
 /* "name" of an upstream{} block; "host:port" of proxy_pass http://host:port */
 static void
-ngx_http_vaquero_upstream_name(ngx_http_request_t *r,
+ngx_http_vaquero_upstream_name(ngx_pool_t *pool,
     ngx_http_upstream_srv_conf_t *us, ngx_str_t *name)
 {
     u_char  *p;
@@ -631,7 +647,7 @@ ngx_http_vaquero_upstream_name(ngx_http_request_t *r,
         return;
     }
 
-    p = ngx_pnalloc(r->pool, us->host.len + sizeof(":65535") - 1);
+    p = ngx_pnalloc(pool, us->host.len + sizeof(":65535") - 1);
     if (p == NULL) {
         return;
     }
@@ -669,7 +685,7 @@ ngx_http_vaquero_fallback_spans(ngx_http_request_t *r,
     ngx_str_null(&name);
 
     if (u && u->upstream) {
-        ngx_http_vaquero_upstream_name(r, u->upstream, &name);
+        ngx_http_vaquero_upstream_name(r->pool, u->upstream, &name);
 
     } else if (u && u->resolved) {
         name = u->resolved->host;
