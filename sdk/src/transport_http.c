@@ -18,7 +18,8 @@
 #include <vaquero/transport.h>
 #include "transport.h"
 
-#define VQ_TRANSFER_POLL_MS  50         /* deadline checks during a transfer */
+#define VQ_TRANSFER_POLL_MS    50       /* deadline checks during a transfer */
+#define VQ_UPLOAD_BUFFER_SIZE  (512 * 1024)
 
 typedef struct {
     vq_transport_t      t;
@@ -387,6 +388,15 @@ vq_transport_http_create(const vq_http_conf_t *conf, char *err,
         http_destroy(&h->t);
         return NULL;
     }
+
+    /*
+     * A body goes out in one send() where it can: libcurl copies a body
+     * past its first 64 KB into the upload buffer, and each send on
+     * loopback wakes the collector once more.  Only a hint: 2 MB at most,
+     * and an older libcurl keeps its default.
+     */
+    (void) curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE,
+                            (long) VQ_UPLOAD_BUFFER_SIZE);
 
     /* these CAs instead of the system's */
     if (h->trusted.data
