@@ -36,6 +36,7 @@
 #define NGX_HTTP_VAQUERO_TERMINATE_TIMEOUT  1000
 
 
+static vq_kv_t *ngx_http_vaquero_kv(ngx_pool_t *pool, ngx_array_t *a);
 static void ngx_http_vaquero_file_flush(ngx_open_file_t *file,
     ngx_log_t *log);
 
@@ -73,18 +74,45 @@ ngx_http_vaquero_cstr(ngx_pool_t *pool, ngx_str_t *s)
 }
 
 
+/*
+ * libvaquero's pairs for an array whose elements start with two
+ * ngx_str_t, name and value (ngx_keyval_t, ngx_http_vaquero_header_t):
+ * the arguments of directives, NUL-terminated already.
+ */
+static vq_kv_t *
+ngx_http_vaquero_kv(ngx_pool_t *pool, ngx_array_t *a)
+{
+    u_char        *elt;
+    vq_kv_t       *kv;
+    ngx_uint_t     i;
+    ngx_keyval_t  *pair;
+
+    kv = ngx_pcalloc(pool, a->nelts * sizeof(vq_kv_t));
+    if (kv == NULL) {
+        return NULL;
+    }
+
+    elt = a->elts;
+
+    for (i = 0; i < a->nelts; i++) {
+        pair = (ngx_keyval_t *) (elt + i * a->size);
+        kv[i].key = (char *) pair->key.data;
+        kv[i].value = (char *) pair->value.data;
+    }
+
+    return kv;
+}
+
+
 ngx_int_t
 ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle)
 {
     char                           err[256];
     ngx_uint_t                     i;
     ngx_pool_t                    *pool;
-    vq_kv_t                       *kv;
     vq_queue_t                    *queue;
     vq_stats_t                    *stats;
-    ngx_keyval_t                  *attr;
     vq_exporter_conf_t             conf;
-    ngx_http_vaquero_header_t     *h;
     ngx_http_vaquero_main_conf_t  *vmcf;
 
     vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_vaquero_module);
@@ -120,49 +148,34 @@ ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle)
     conf.resources = ngx_http_vaquero_zone_resources();
 
     if (vmcf->resource_attributes) {
-        attr = vmcf->resource_attributes->elts;
-        kv = ngx_pcalloc(pool, vmcf->resource_attributes->nelts
-                               * sizeof(vq_kv_t));
-        if (kv == NULL) {
+        conf.resource_attributes = ngx_http_vaquero_kv(pool,
+                                                   vmcf->resource_attributes);
+        if (conf.resource_attributes == NULL) {
             ngx_destroy_pool(pool);
             return NGX_ERROR;
         }
 
-        /* the arguments of directives are NUL-terminated */
-        for (i = 0; i < vmcf->resource_attributes->nelts; i++) {
-            kv[i].key = (char *) attr[i].key.data;
-            kv[i].value = (char *) attr[i].value.data;
-        }
-
-        conf.resource_attributes = kv;
         conf.nresource_attributes = vmcf->resource_attributes->nelts;
     }
 
     if (vmcf->export_headers) {
-        h = vmcf->export_headers->elts;
-        kv = ngx_pcalloc(pool, vmcf->export_headers->nelts * sizeof(vq_kv_t));
-        if (kv == NULL) {
+        conf.headers = ngx_http_vaquero_kv(pool, vmcf->export_headers);
+        if (conf.headers == NULL) {
             ngx_destroy_pool(pool);
             return NGX_ERROR;
         }
 
-        for (i = 0; i < vmcf->export_headers->nelts; i++) {
-            kv[i].key = (char *) h[i].name.data;
-            kv[i].value = (char *) h[i].value.data;
-        }
-
-        conf.headers = kv;
         conf.nheaders = vmcf->export_headers->nelts;
     }
 
     conf.gzip = vmcf->gzip;
-    conf.ssl_no_verify = !vmcf->ssl_verify;
-    conf.ssl_trusted_certificate = vmcf->ssl_trusted_certificate.data;
-    conf.ssl_trusted_certificate_len = vmcf->ssl_trusted_certificate.len;
-    conf.ssl_certificate = vmcf->ssl_certificate.data;
-    conf.ssl_certificate_len = vmcf->ssl_certificate.len;
-    conf.ssl_certificate_key = vmcf->ssl_certificate_key.data;
-    conf.ssl_certificate_key_len = vmcf->ssl_certificate_key.len;
+    conf.tls.no_verify = !vmcf->ssl_verify;
+    conf.tls.trusted_certificate = vmcf->ssl_trusted_certificate.data;
+    conf.tls.trusted_certificate_len = vmcf->ssl_trusted_certificate.len;
+    conf.tls.certificate = vmcf->ssl_certificate.data;
+    conf.tls.certificate_len = vmcf->ssl_certificate.len;
+    conf.tls.certificate_key = vmcf->ssl_certificate_key.data;
+    conf.tls.certificate_key_len = vmcf->ssl_certificate_key.len;
 
     /*
      * The master opened the file for this cycle, and workers may not be
@@ -285,7 +298,6 @@ ngx_http_vaquero_exporter_file(ngx_conf_t *cf,
     ngx_fd_t          fd;
     ngx_str_t         name;
     ngx_open_file_t  *file;
-    ngx_file_info_t   fi;
 
     name.len = path->len;
     name.data = ngx_pnalloc(cf->pool, path->len + 1);
@@ -295,31 +307,20 @@ ngx_http_vaquero_exporter_file(ngx_conf_t *cf,
 
     ngx_cpystrn(name.data, path->data, path->len + 1);
 
-    /*
-     * Only a regular file: a write to a FIFO or a terminal may block past
-     * any deadline (and opening a FIFO for writing blocks until a reader
-     * comes), and long lines of several workers mix in a pipe.
-     */
-    if (ngx_file_info(name.data, &fi) == NGX_FILE_ERROR) {
-        if (ngx_errno != NGX_ENOENT) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                               ngx_file_info_n " \"%s\" failed", name.data);
-            return NGX_CONF_ERROR;
-        }
-
-    } else if (!ngx_is_file(&fi)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the file endpoint \"%s\" is not a regular file",
-                           name.data);
-        return NGX_CONF_ERROR;
-    }
-
-    fd = ngx_open_file(name.data, NGX_FILE_APPEND, NGX_FILE_CREATE_OR_OPEN,
-                       0600);
+    /* as the exporter opens it: a regular file only, created 0600 */
+    fd = vq_transport_file_open((char *) name.data);
 
     if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%s\" failed", name.data);
+        if (ngx_errno == NGX_EINVAL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "the file endpoint \"%s\" is not a regular "
+                               "file", name.data);
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               ngx_open_file_n " \"%s\" failed", name.data);
+        }
+
         return NGX_CONF_ERROR;
     }
 
@@ -364,8 +365,7 @@ ngx_http_vaquero_file_flush(ngx_open_file_t *file, ngx_log_t *log)
         || ngx_process == NGX_PROCESS_SINGLE)
     {
         /* moved away: created again 0600, before nginx does it 0644 */
-        fd = ngx_open_file(file->name.data, NGX_FILE_APPEND,
-                           NGX_FILE_CREATE_OR_OPEN, 0600);
+        fd = vq_transport_file_open((char *) file->name.data);
 
         if (fd == NGX_INVALID_FILE) {
             ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,

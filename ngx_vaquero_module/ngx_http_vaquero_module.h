@@ -60,7 +60,10 @@ typedef struct {
 } ngx_http_vaquero_peer_init_t;
 
 
-/* vaquero_export_header, with where it was set for later checks */
+/*
+ * vaquero_export_header, with where it was set for later checks; name and
+ * value first, laid out as in ngx_keyval_t (see ngx_http_vaquero_kv())
+ */
 typedef struct {
     ngx_str_t                   name;
     ngx_str_t                   value;

@@ -11,7 +11,7 @@ use warnings;
 use Test::More;
 use JSON::PP;
 use lib 't/lib';
-use VaqueroTest qw(http http_get http_keepalive);
+use VaqueroTest qw(http http_get http_keepalive status_json);
 
 my $t = VaqueroTest->new;
 
@@ -57,12 +57,6 @@ CONF
 $t->start_collector->run(wait_ports => ['http']);
 my $port = $t->port('http');
 
-sub status {
-    my $r = http_get($port, '/status');
-    my ($body) = $r =~ /\r\n\r\n(.*)$/s;
-    return decode_json($body);
-}
-
 sub prometheus {
     my (%h) = @_;
     my $r = http_get($port, $h{uri} // '/status?format=prometheus',
@@ -75,7 +69,7 @@ sub prometheus {
 sub settled {
     my $s;
     for (1 .. 300) {
-        $s = status();
+        $s = status_json($port);
         my $dropped = $s->{spans_dropped_queue_full} + $s->{spans_dropped_too_large}
                       + $s->{spans_dropped_export_failed}
                       + $s->{spans_dropped_writer_lost};
@@ -86,7 +80,7 @@ sub settled {
     return $s;
 }
 
-my $s = status();
+my $s = status_json($port);
 is($s->{spans_recorded}, 0, 'nothing recorded yet');
 ok($s->{queue_capacity} > 1, "queue capacity $s->{queue_capacity}");
 is_deeply([sort keys %$s],
@@ -129,7 +123,7 @@ for (1 .. 2) {
 }
 waitpid $_, 0 for @w;
 
-$s = status();
+$s = status_json($port);
 ok($s->{spans_dropped_queue_full} > 0,
    "queue full: $s->{spans_dropped_queue_full} dropped");
 ok($s->{queue_used} > 0, "queue holds $s->{queue_used}");
@@ -138,7 +132,7 @@ ok($s->{queue_used} > 0, "queue holds $s->{queue_used}");
 # that now refuses: those batches are dropped and counted
 $t->collector_mode('400');
 my $until = time + 20;
-do { $s = status() } until $s->{spans_dropped_export_failed} > 0 || time > $until;
+do { $s = status_json($port) } until $s->{spans_dropped_export_failed} > 0 || time > $until;
 ok($s->{spans_dropped_export_failed} > 0,
    "collector answered 400: $s->{spans_dropped_export_failed} dropped");
 

@@ -14,7 +14,7 @@ use Test::More;
 use JSON::PP;
 use POSIX ();
 use lib 't/lib';
-use VaqueroTest qw(http_get http_keepalive);
+use VaqueroTest qw(http_get http_keepalive status_json);
 
 my $t = VaqueroTest->new;
 my $file = $t->dir . '/spans.jsonl';
@@ -46,11 +46,6 @@ http {
 }
 CONF
 my $port = $t->port('http');
-
-sub status {
-    my ($body) = http_get($port, '/status') =~ /\r\n\r\n(.*)$/s;
-    return decode_json($body);
-}
 
 # every line of a file: (lines, span ids, bad lines)
 sub read_lines {
@@ -99,7 +94,7 @@ sub wait_file {
     my $until = time + 30;
     while (time < $until) {
         ($lines, $ids, $bad) = read_lines($path);
-        last if @$ids >= $n && status()->{queue_used} == 0;
+        last if @$ids >= $n && status_json($port)->{queue_used} == 0;
         select undef, undef, undef, 0.05;
     }
     return read_lines($path);
@@ -120,7 +115,7 @@ is(scalar @$ids, 2000, '2000 spans in the file');
 my %uniq = map { $_ => 1 } @$ids;
 is(scalar keys %uniq, 2000, 'each exactly once');
 
-my $s = status();
+my $s = status_json($port);
 is($s->{spans_exported}, 2000, 'exported: 2000');
 is($s->{export_requests}, $lines, "a line per export: $lines lines");
 is($s->{last_export_status}, 200, 'a written line counts as 200');
@@ -154,7 +149,7 @@ is(scalar @$ids2, 1000, 'new file: the 1000 spans sent after the reopen');
 ($lines, $ids, $bad) = read_lines($moved);
 is(scalar @$ids, 2000, 'the moved file got nothing more');
 
-$s = status();
+$s = status_json($port);
 is($s->{spans_exported}, 3000, 'exported: 3000');
 is($s->{spans_recorded}, 3000, 'recorded: 3000');
 

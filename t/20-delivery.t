@@ -14,7 +14,7 @@ use warnings;
 use Test::More;
 use JSON::PP;
 use lib 't/lib';
-use VaqueroTest qw(http_get);
+use VaqueroTest qw(http_get status_json);
 
 my $t = VaqueroTest->new;
 
@@ -55,11 +55,6 @@ $t->start_collector;
 $t->write_config(config())->run(wait_ports => ['http']);
 my $port = $t->port('http');
 
-sub status {
-    my ($body) = http_get($port, '/status') =~ /\r\n\r\n(.*)$/s;
-    return decode_json($body);
-}
-
 # the collector's requests since clear_collected, once there are $n
 sub requests {
     my ($n) = @_;
@@ -91,7 +86,7 @@ ok($waited >= 1.9, sprintf('no retry before the date (%.3f s)', $waited));
 ok($waited < 9, sprintf('and not much later (%.3f s)', $waited));
 is(scalar $t->server_spans, 1, 'delivered once');
 
-my $s = status();
+my $s = status_json($port);
 is($s->{export_retries}, 2, 'two retries counted');
 is($s->{spans_dropped_export_failed}, 0, 'nothing dropped');
 
@@ -101,7 +96,7 @@ $t->clear_collected;
 $t->collector_mode('301', '200');
 http_get($port, '/redirected');
 my $until = time + 15;
-$s = status() until $s->{spans_dropped_export_failed} >= 1 || time > $until;
+$s = status_json($port) until $s->{spans_dropped_export_failed} >= 1 || time > $until;
 is($s->{spans_dropped_export_failed}, 1, '301: the span dropped, counted');
 is($s->{last_export_status}, 301, 'last export status 301');
 is($s->{export_failures}, 3, 'an export failure more');
@@ -126,7 +121,7 @@ is($r[0]{mode}, 'reset', 'the first answer was cut');
 is($r[1]{body}, $r[0]{body}, 'the same batch');
 my @spans = $t->wait_for(sub { $t->server_spans }, 1);
 is(scalar @spans, 1, 'delivered');
-$s = status();
+$s = status_json($port);
 is($s->{export_retries}, 3, 'a retry more');
 
 # --- refused connections, a full queue, error-level log lines -----------
@@ -143,7 +138,7 @@ ok(@err, 'connection refused: an [error] line with Debian\'s default level')
 
 # fill the 64k queue (about 60 spans) while nothing gets out
 http_get($port, "/overflow/$_") for 1 .. 150;
-$s = status();
+$s = status_json($port);
 ok($s->{spans_dropped_queue_full} > 50,
    "queue full: $s->{spans_dropped_queue_full} spans dropped");
 like($default->(), qr/\[error\].*vaquero: the span queue is full, \d+ spans dropped since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/,
@@ -159,7 +154,7 @@ $t->collector_mode('200');
 $t->start_collector;
 # (the exporter may be in a backoff of up to 10 s)
 sub settled {
-    my $s = status();
+    my $s = status_json($port);
     return $s->{queue_used} == 0
            && $s->{spans_recorded} == $s->{spans_exported}
                                       + $s->{spans_dropped_queue_full}
@@ -167,7 +162,7 @@ sub settled {
 }
 $until = time + 25;
 select undef, undef, undef, 0.05 until settled() || time > $until;
-$s = status();
+$s = status_json($port);
 ok(settled(), 'the queue drained once the collector was back');
 my @back = grep { $_->{attrs}{'url.path'} =~ m{^/(refused|overflow)/} }
            $t->server_spans;
@@ -179,7 +174,7 @@ is(scalar @back, 150 + 3 - $s->{spans_dropped_queue_full},
 $t->collector_mode('stall');
 http_get($port, "/stalled/$_") for 1 .. 3;
 $t->wait_for(sub { grep { $_->{mode} eq 'stall' } $t->collected }, 1);
-my $dropped = status()->{spans_dropped_queue_full};
+my $dropped = status_json($port)->{spans_dropped_queue_full};
 $t->stop;
 
 my $log = $default->();

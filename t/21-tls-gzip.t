@@ -15,7 +15,7 @@ use warnings;
 use Test::More;
 use JSON::PP;
 use lib 't/lib';
-use VaqueroTest qw(http_get);
+use VaqueroTest qw(http_get status_json);
 
 my $t = VaqueroTest->new;
 $t->start_collector;
@@ -57,17 +57,12 @@ CONF
 
 my $port = $t->port('http');
 
-sub status {
-    my ($body) = http_get($port, '/status') =~ /\r\n\r\n(.*)$/s;
-    return decode_json($body);
-}
-
 sub wait_status {
     my ($cond) = @_;
     my $s;
     my $until = time + 20;
     while (1) {
-        $s = status();
+        $s = status_json($port);
         last if $cond->($s) || time > $until;
         select undef, undef, undef, 0.05;
     }
@@ -116,7 +111,7 @@ is($req[0]{headers}{'x-client-verify'}, 'SUCCESS', 'the front verified our certi
 like($req[0]{headers}{'x-client-dn'}, qr/CN=vaquero-client/, 'ours');
 ok($req[0]{gzip} && $req[0]{json}, 'gzip through TLS, whole');
 is($req[0]{headers}{authorization}, 'Bearer tls-key-1', 'the key went along');
-my $s = status();
+my $s = status_json($port);
 is($s->{spans_exported}, 10, 'exported: 10');
 is($s->{export_failures}, 0, 'no failures');
 $t->stop;

@@ -26,6 +26,7 @@
 
 #include <vaquero/vaquero.h>
 #include <vaquero/endpoint.h>
+#include "transport.h"
 
 #define VQ_IDLE_POLL_MS       10        /* queue poll while idle */
 #define VQ_MESSAGE_INTERVAL   10000     /* ms between two log messages */
@@ -97,15 +98,6 @@ struct vq_exporter_s {
     uint64_t              window_dropped;   /* spans the exporter dropped */
 };
 
-static int64_t
-monotonic_ms(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static char *
 copy_string(const char *s)
 {
@@ -159,7 +151,7 @@ vq_exporter_take_message(vq_exporter_t *ex, char *buf, size_t size,
         return 0;
     }
 
-    now = monotonic_ms();
+    now = vq_monotonic_ms();
     len = 0;
 
     pthread_mutex_lock(&ex->lock);
@@ -381,13 +373,7 @@ create_transport(vq_exporter_t *ex, const vq_exporter_conf_t *conf, int kind,
     hc.url = url;
     hc.timeout_ms = conf->export_timeout_ms;
     hc.gzip = conf->gzip;
-    hc.ssl_no_verify = conf->ssl_no_verify;
-    hc.ssl_trusted_certificate = conf->ssl_trusted_certificate;
-    hc.ssl_trusted_certificate_len = conf->ssl_trusted_certificate_len;
-    hc.ssl_certificate = conf->ssl_certificate;
-    hc.ssl_certificate_len = conf->ssl_certificate_len;
-    hc.ssl_certificate_key = conf->ssl_certificate_key;
-    hc.ssl_certificate_key_len = conf->ssl_certificate_key_len;
+    hc.tls = conf->tls;
 
     t = vq_transport_http_create(&hc, err, err_size);
     free(url);
@@ -454,15 +440,13 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
 
     ex->conf = *conf;
     ex->protocol = conf->protocol ? conf->protocol : &vq_protocol_vaquero;
-    ex->seed = (unsigned) getpid() ^ (unsigned) monotonic_ms();
+    ex->seed = (unsigned) getpid() ^ (unsigned) vq_monotonic_ms();
     ex->window_start = time(NULL);
     /* the caller's memory: only the copies below are used */
     ex->conf.resources = NULL;
     ex->conf.resource_attributes = NULL;
     ex->conf.headers = NULL;
-    ex->conf.ssl_trusted_certificate = NULL;
-    ex->conf.ssl_certificate = NULL;
-    ex->conf.ssl_certificate_key = NULL;
+    memset(&ex->conf.tls, 0, sizeof(vq_tls_conf_t));
 
     ex->conf.endpoint = copy_string(conf->endpoint);
     ex->conf.api_key = copy_string(conf->api_key);
@@ -708,7 +692,7 @@ check_stalled(vq_exporter_t *ex, vq_source_t *s)
         return;
     }
 
-    now = monotonic_ms();
+    now = vq_monotonic_ms();
 
     if (pos != s->stalled_pos || writer != s->stalled_writer) {
         /* a live writer is done within microseconds: look again later */
@@ -886,7 +870,7 @@ start_batch(vq_exporter_t *ex)
 
     ex->spans[0] = &ex->batch[0];
     ex->count = 1;
-    ex->batch_started = monotonic_ms();
+    ex->batch_started = vq_monotonic_ms();
 
     return 1;
 }
@@ -1173,7 +1157,7 @@ run(void *data)
     backoff_until = 0;
 
     while (!stopping(ex)) {
-        now = monotonic_ms();
+        now = vq_monotonic_ms();
 
         if (now < backoff_until) {
             idle(ex, backoff_until - now);
@@ -1182,7 +1166,7 @@ run(void *data)
 
         moved = move_records(ex);
         taken = fill_batch(ex);
-        now = monotonic_ms();
+        now = vq_monotonic_ms();
 
         if (ex->count == ex->conf.batch_size
             || (ex->count > 0 && ex->next)
@@ -1191,7 +1175,7 @@ run(void *data)
             || (ex->count > 0 && ex->failures > 0))
         {
             wait = send_batch(ex);
-            backoff_until = wait ? monotonic_ms() + wait : 0;
+            backoff_until = wait ? vq_monotonic_ms() + wait : 0;
             continue;
         }
 
@@ -1222,7 +1206,7 @@ run(void *data)
 
     ex->draining = 1;
 
-    for (moved = 0; monotonic_ms() < deadline; moved += taken) {
+    for (moved = 0; vq_monotonic_ms() < deadline; moved += taken) {
         taken = move_records(ex);
         if (taken == 0) {
             break;
@@ -1233,7 +1217,7 @@ run(void *data)
         ex->sources[0].end = vq_queue_end(ex->sources[0].queue);
     }
 
-    while (monotonic_ms() < deadline) {
+    while (vq_monotonic_ms() < deadline) {
         fill_batch(ex);
 
         if (ex->count == 0) {
@@ -1242,7 +1226,7 @@ run(void *data)
 
         wait = send_batch(ex);
 
-        if (wait && monotonic_ms() + wait >= deadline) {
+        if (wait && vq_monotonic_ms() + wait >= deadline) {
             break;
         }
 
@@ -1309,12 +1293,12 @@ vq_exporter_stop(vq_exporter_t *ex, unsigned timeout_ms)
     }
 
     ex->stopping = 1;
-    __atomic_store_n(&ex->abort_at, monotonic_ms() + timeout_ms,
+    __atomic_store_n(&ex->abort_at, vq_monotonic_ms() + timeout_ms,
                      __ATOMIC_RELAXED);
     pthread_cond_signal(&ex->cond);
     pthread_mutex_unlock(&ex->lock);
 
-    vq_transport_abort_at(ex->transport, monotonic_ms() + timeout_ms);
+    vq_transport_abort_at(ex->transport, vq_monotonic_ms() + timeout_ms);
 
     pthread_join(ex->thread, NULL);
     ex->running = 0;

@@ -22,6 +22,7 @@ struct vq_transport_s {
     int64_t                    abort_at;    /* atomic; 0: none */
 };
 
+/* the clock of every deadline and wait in libvaquero, ms */
 int64_t vq_monotonic_ms(void);
 
 #endif /* VQ_TRANSPORT_PRIVATE_H */

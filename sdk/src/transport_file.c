@@ -26,13 +26,13 @@ typedef struct {
 } vq_file_transport_t;
 
 /*
- * -1 with errno set, or EINVAL for what is not a regular file: a FIFO or
- * a terminal could block a write past any deadline, and lines longer than
- * PIPE_BUF from several workers would mix in a pipe.  O_NONBLOCK keeps a
- * FIFO without a reader from blocking the open itself.
+ * A FIFO or a terminal could block a write past any deadline, and lines
+ * longer than PIPE_BUF from several workers would mix in a pipe: only a
+ * regular file.  O_NONBLOCK keeps a FIFO without a reader from blocking
+ * the open itself.
  */
-static int
-open_file(const char *path)
+int
+vq_transport_file_open(const char *path)
 {
     int          fd;
     struct stat  st;
@@ -78,7 +78,7 @@ file_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
     int                   fd;
 
     if (__atomic_exchange_n(&f->reopen, 0, __ATOMIC_ACQ_REL)) {
-        fd = open_file(t->target);
+        fd = vq_transport_file_open(t->target);
 
         if (fd == -1) {
             /*
@@ -185,7 +185,7 @@ vq_transport_file_create(const char *path, int fd, char *err,
     }
 
     if (f->fd < 0) {
-        f->fd = open_file(path);
+        f->fd = vq_transport_file_open(path);
 
         if (f->fd < 0) {
             snprintf(err, err_size, "open() \"%s\" failed: %s%s", path,

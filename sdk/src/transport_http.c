@@ -320,7 +320,7 @@ vq_transport_http_create(const vq_http_conf_t *conf, char *err,
     CURL                 *c;
     long                  verify;
 
-    if (conf->ssl_certificate_key && conf->ssl_certificate == NULL) {
+    if (conf->tls.certificate_key && conf->tls.certificate == NULL) {
         snprintf(err, err_size, "a certificate key without a certificate");
         return NULL;
     }
@@ -344,12 +344,12 @@ vq_transport_http_create(const vq_http_conf_t *conf, char *err,
 
     if (h->t.target == NULL || c == NULL || h->multi == NULL
         || (conf->gzip && h->gzip == NULL)
-        || copy_blob(&h->trusted, conf->ssl_trusted_certificate,
-                     conf->ssl_trusted_certificate_len) != VQ_OK
-        || copy_blob(&h->cert, conf->ssl_certificate,
-                     conf->ssl_certificate_len) != VQ_OK
-        || copy_blob(&h->key, conf->ssl_certificate_key,
-                     conf->ssl_certificate_key_len) != VQ_OK)
+        || copy_blob(&h->trusted, conf->tls.trusted_certificate,
+                     conf->tls.trusted_certificate_len) != VQ_OK
+        || copy_blob(&h->cert, conf->tls.certificate,
+                     conf->tls.certificate_len) != VQ_OK
+        || copy_blob(&h->key, conf->tls.certificate_key,
+                     conf->tls.certificate_key_len) != VQ_OK)
     {
         snprintf(err, err_size, "cannot set up libcurl: out of memory");
         http_destroy(&h->t);
@@ -361,7 +361,7 @@ vq_transport_http_create(const vq_http_conf_t *conf, char *err,
      * need 7.77, PROTOCOLS_STR 7.85) must not mean other CAs, no client
      * certificate or any protocol, silently.
      */
-    verify = conf->ssl_no_verify ? 0L : 1L;
+    verify = conf->tls.no_verify ? 0L : 1L;
 
     if (curl_easy_setopt(c, CURLOPT_URL, h->t.target) != CURLE_OK
         || curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https")

@@ -20,7 +20,7 @@ use Socket qw(SOL_SOCKET SO_REUSEADDR SO_LINGER);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-our @EXPORT_OK = qw(http http_get http_post http_keepalive);
+our @EXPORT_OK = qw(http http_get http_post http_keepalive status_json);
 
 use File::Basename qw(dirname);
 use Scalar::Util qw(weaken);
@@ -93,6 +93,20 @@ sub read_file {
 
 # Config with %%MODULE%%, %%TESTDIR%%, %%PORT_name%%, %%COLLECTOR%% (the
 # collector's URL), %%TEST_GLOBALS%% and %%TEST_GLOBALS_HTTP%% replaced.
+# what every http{} of a test nginx in directory $d sets: nothing under
+# the packaged defaults (/var/lib/nginx, /var/log/nginx)
+sub _globals_http {
+    my ($d) = @_;
+    return <<"END";
+client_body_temp_path $d/client_body_temp;
+proxy_temp_path $d/proxy_temp;
+fastcgi_temp_path $d/fastcgi_temp;
+uwsgi_temp_path $d/uwsgi_temp;
+scgi_temp_path $d/scgi_temp;
+access_log $d/access.log;
+END
+}
+
 sub write_config {
     my ($self, $conf) = @_;
     my $d = $self->{dir};
@@ -102,14 +116,7 @@ load_module $MODULE;
 pid $d/nginx.pid;
 error_log $d/error.log info;
 END
-    my $globals_http = <<"END";
-client_body_temp_path $d/client_body_temp;
-proxy_temp_path $d/proxy_temp;
-fastcgi_temp_path $d/fastcgi_temp;
-uwsgi_temp_path $d/uwsgi_temp;
-scgi_temp_path $d/scgi_temp;
-access_log $d/access.log;
-END
+    my $globals_http = _globals_http($d);
 
     $conf =~ s/%%TEST_GLOBALS%%/$globals/g;
     $conf =~ s/%%TEST_GLOBALS_HTTP%%/$globals_http/g;
@@ -739,6 +746,7 @@ sub start_tls_front {
     mkdir $d;
     my $tls = $self->port('tls');
     my $collector = $self->port('collector');
+    my $globals_http = _globals_http($d);
 
     open my $fh, '>', "$d/nginx.conf" or die;
     print $fh <<"END";
@@ -747,13 +755,7 @@ error_log $d/error.log info;
 worker_processes 1;
 events { }
 http {
-    client_body_temp_path $d/client_body_temp;
-    proxy_temp_path $d/proxy_temp;
-    fastcgi_temp_path $d/fastcgi_temp;
-    uwsgi_temp_path $d/uwsgi_temp;
-    scgi_temp_path $d/scgi_temp;
-    access_log $d/access.log;
-
+$globals_http
     server {
         listen 127.0.0.1:$tls ssl;
         ssl_certificate $certs/server.pem;
@@ -907,6 +909,13 @@ sub http_get {
     my ($port, $uri, %h) = @_;
     my $headers = join '', map { "$_: $h{$_}\r\n" } sort keys %h;
     return http($port, "GET $uri HTTP/1.0\r\nHost: localhost\r\n$headers\r\n");
+}
+
+# a vaquero_status page (JSON) at $uri (/status) on $port, decoded
+sub status_json {
+    my ($port, $uri) = @_;
+    my ($body) = http_get($port, $uri // '/status') =~ /\r\n\r\n(.*)$/s;
+    return decode_json($body);
 }
 
 sub http_post {

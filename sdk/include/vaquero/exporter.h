@@ -75,15 +75,9 @@ typedef struct {
     const vq_kv_t  *headers;
     size_t          nheaders;
 
-    /* HTTP: see vq_http_conf_t (PEM contents, copied) */
-    int          gzip;
-    int          ssl_no_verify;
-    const void  *ssl_trusted_certificate;
-    size_t       ssl_trusted_certificate_len;
-    const void  *ssl_certificate;
-    size_t       ssl_certificate_len;
-    const void  *ssl_certificate_key;
-    size_t       ssl_certificate_key_len;
+    /* HTTP: see vq_http_conf_t */
+    int            gzip;
+    vq_tls_conf_t  tls;
 
     /*
      * A file endpoint: a descriptor of the file (opened O_APPEND) that

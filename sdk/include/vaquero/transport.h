@@ -35,19 +35,22 @@ typedef struct {
     char      warning[256];     /* sent, but something is wrong, or "" */
 } vq_send_result_t;
 
+/* TLS to the collector: PEM contents (not file names); NULL: none */
 typedef struct {
-    const char  *url;                   /* what to POST to */
-    unsigned     timeout_ms;            /* one request, connecting included */
-    int          gzip;                  /* Content-Encoding: gzip */
-    int          ssl_no_verify;         /* do not verify the server */
+    int          no_verify;             /* do not verify the server */
+    const void  *trusted_certificate;   /* NULL: the system's CAs */
+    size_t       trusted_certificate_len;
+    const void  *certificate;           /* a client certificate */
+    size_t       certificate_len;
+    const void  *certificate_key;       /* NULL: in certificate */
+    size_t       certificate_key_len;
+} vq_tls_conf_t;
 
-    /* PEM contents (not file names), copied; NULL: none (system CAs) */
-    const void  *ssl_trusted_certificate;
-    size_t       ssl_trusted_certificate_len;
-    const void  *ssl_certificate;
-    size_t       ssl_certificate_len;
-    const void  *ssl_certificate_key;
-    size_t       ssl_certificate_key_len;
+typedef struct {
+    const char     *url;                /* what to POST to */
+    unsigned        timeout_ms;         /* one request, connecting included */
+    int             gzip;               /* Content-Encoding: gzip */
+    vq_tls_conf_t   tls;                /* copied */
 } vq_http_conf_t;
 
 /* NULL with the reason in err. */
@@ -62,6 +65,14 @@ vq_transport_t *vq_transport_http_create(const vq_http_conf_t *conf,
  */
 vq_transport_t *vq_transport_file_create(const char *path, int fd,
     char *err, size_t err_size);
+
+/*
+ * A file endpoint opened for appending, created mode 0600 if it is
+ * missing: a descriptor, or -1 with errno set (EINVAL: not a regular
+ * file).  What the file transport opens with, for whoever checks or
+ * creates the file ahead of it (nginx -t, the nginx master).
+ */
+int vq_transport_file_open(const char *path);
 
 void vq_transport_destroy(vq_transport_t *t);
 
