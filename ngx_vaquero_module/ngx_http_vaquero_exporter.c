@@ -142,6 +142,7 @@ ngx_http_vaquero_exporter_start(ngx_cycle_t *cycle)
     conf.environment = vq_mode_preset(vmcf->mode)->environment;
     conf.user_agent = NGX_HTTP_VAQUERO_USER_AGENT;
     conf.batch_size = (size_t) vmcf->batch_size;
+
     conf.flush_interval_ms = (unsigned) vmcf->flush_interval;
     conf.export_timeout_ms = (unsigned) vmcf->export_timeout;
     conf.generation = vmcf->generation;

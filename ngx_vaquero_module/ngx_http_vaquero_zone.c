@@ -43,7 +43,7 @@
  * not show: this structure, vq_stats_t, the span record (vq_span_t) or
  * the queue's format.
  */
-#define NGX_HTTP_VAQUERO_ZONE_LAYOUT        2
+#define NGX_HTTP_VAQUERO_ZONE_LAYOUT        3
 
 
 struct ngx_http_vaquero_shm_s {
@@ -78,6 +78,7 @@ static uint32_t         ngx_http_vaquero_generation;
 static vq_resources_t  *ngx_http_vaquero_resources;
 
 /* per process: spans the queue refused since the error log last said so */
+static ngx_uint_t       ngx_http_vaquero_queued;
 static uint64_t         ngx_http_vaquero_dropped;
 static time_t           ngx_http_vaquero_dropped_since;
 static time_t           ngx_http_vaquero_drop_logged;
@@ -553,8 +554,24 @@ ngx_http_vaquero_record(ngx_http_vaquero_main_conf_t *vmcf, vq_span_t *span,
 
     vq_stats_add(&vmcf->shm->stats.spans_recorded, 1);
 
-    if (vq_queue_push(vmcf->shm->queue, span, vq_span_size(span)) != VQ_EFULL)
-    {
+    switch (vq_queue_push(vmcf->shm->queue, span, vq_span_size(span))) {
+
+    case VQ_OK:
+        /*
+         * A batch's worth: an exporter thread, this worker's or another's,
+         * sends it now rather than when the flush interval ends.
+         */
+        if (++ngx_http_vaquero_queued >= (ngx_uint_t) vmcf->batch_size) {
+            ngx_http_vaquero_queued = 0;
+            vq_queue_wake(vmcf->shm->queue, 0);
+        }
+
+        return;
+
+    case VQ_EFULL:
+        break;
+
+    default:
         return;
     }
 

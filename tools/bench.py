@@ -63,7 +63,10 @@ BENCH_CONNECTIONS (32), BENCH_SCENARIOS, BENCH_VARIANTS, BENCH_BATCH
 (vaquero_batch_size; default: the module's), BENCH_QUEUE
 (vaquero_queue_size; default: the module's), BENCH_FLUSH
 (vaquero_flush_interval, 1s), BENCH_CPU (the worker's CPU; default the
-last one), BENCH_MODULE (the .so; default build/), BENCH_SINK_MB (memory
+last one), BENCH_MODULE (the .so; default build/), BENCH_MODULE_B
+(another build of the module: each variant that loads the module runs
+with it too, as "... [B]", in the same rounds, for an A/B of two builds
+that the VM's drift between runs does not blur), BENCH_SINK_MB (memory
 the sink keeps bodies in until wrk is done, 512), BENCH_JSON (a file for
 every run's raw numbers).  Progress goes to stderr, the report (Markdown
 tables, ready for the README) to stdout.
@@ -86,6 +89,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 MODULE = os.environ.get("BENCH_MODULE",
                         os.path.join(BUILD, "ngx_http_vaquero_module.so"))
+MODULE_B = os.environ.get("BENCH_MODULE_B", "")
 NGINX = "/usr/sbin/nginx"
 CC = os.environ.get("CC", "cc")
 
@@ -458,7 +462,8 @@ class Bench:
         return "\n".join(lines)
 
     def conf(self, d, scenario, v):
-        main = f"load_module {MODULE};" if v.get("module") else ""
+        main = (f"load_module {v.get('module_path', MODULE)};"
+                if v.get("module") else "")
         mask = "1" + "0" * self.cpu
         return nginx_conf(d, self.http_block(d, scenario, v), main=main,
                           affinity=f"worker_cpu_affinity {mask};")
@@ -764,6 +769,16 @@ def main():
     if "nomod" in variants:
         variants.remove("nomod")
     variants.insert(0, "nomod")
+    if MODULE_B:
+        if not os.path.exists(MODULE_B):
+            sys.exit(f"{MODULE_B} is missing")
+        for name in list(variants):
+            if VARIANTS[name].get("module"):
+                VARIANTS[name + "/B"] = dict(VARIANTS[name],
+                                             label=VARIANTS[name]["label"]
+                                             + " [B]",
+                                             module_path=MODULE_B)
+                variants.insert(variants.index(name) + 1, name + "/B")
 
     cpus = sorted(os.sched_getaffinity(0))
     cpu = int(os.environ.get("BENCH_CPU", cpus[-1]))

@@ -28,7 +28,7 @@
 #include <vaquero/endpoint.h>
 #include "transport.h"
 
-#define VQ_IDLE_POLL_MS       10        /* queue poll while idle */
+#define VQ_STALL_POLL_MS      10        /* a stalled queue head looked at */
 #define VQ_MESSAGE_INTERVAL   10000     /* ms between two log messages */
 #define VQ_BACKOFF_MIN_MS     100
 #define VQ_BACKOFF_MAX_MS     10000
@@ -79,6 +79,7 @@ struct vq_exporter_s {
     int                   next;             /* batch[batch_size] holds the */
     const vq_resource_t  *next_entry;       /*   next batch's first record */
     int64_t               batch_started;    /* monotonic ms */
+    int64_t               last_empty;       /* the queues last seen empty */
     unsigned              failures;         /* consecutive */
     unsigned              seed;             /* backoff jitter */
 
@@ -673,6 +674,56 @@ idle(vq_exporter_t *ex, int64_t ms)
 }
 
 /*
+ * Nothing to send: sleeps until a producer says a batch's worth has been
+ * pushed (vq_queue_wake(), from any process), or the batch held is due,
+ * or, holding none, for a whole interval, so that an idle worker's thread
+ * wakes once per interval rather than every few milliseconds.  seen is
+ * what vq_queue_wakes() said before the queues were last looked at.
+ *
+ * A record that comes meanwhile has waited at most as long as the thread
+ * slept: start_batch() dates a batch from when the queues were last seen
+ * empty, so that no span waits more than an interval.  A queue head that
+ * looks stalled is looked at again soon (check_stalled() needs two
+ * looks), and a queue that a later generation drains is no longer slept
+ * on: its wakes are for that generation's exporters.
+ */
+static void
+idle_until_wake(vq_exporter_t *ex, uint32_t seen, int64_t now)
+{
+    size_t        i;
+    int64_t       wait;
+    vq_source_t  *own;
+
+    own = &ex->sources[0];
+
+    if (ex->count > 0) {
+        wait = ex->batch_started + ex->conf.flush_interval_ms - now;
+
+    } else {
+        wait = ex->conf.flush_interval_ms;
+    }
+
+    for (i = 0; i < ex->nsources; i++) {
+        if (ex->sources[i].stalled_pos != VQ_QUEUE_NOT_STALLED
+            && !ex->sources[i].superseded
+            && wait > VQ_STALL_POLL_MS)
+        {
+            wait = VQ_STALL_POLL_MS;
+        }
+    }
+
+    if (own->superseded) {
+        idle(ex, wait);
+        return;
+    }
+
+    /* vq_exporter_stop() sets "stopping", then wakes every sleeper */
+    if (!stopping(ex)) {
+        vq_queue_wait(own->queue, seen, wait);
+    }
+}
+
+/*
  * The queue looks empty: is its head a slot that a worker claimed and
  * never filled?  The queue gives it up only if that worker is dead (or
  * never got to record its pid, for VQ_STALL_MS), never under a worker
@@ -870,7 +921,7 @@ start_batch(vq_exporter_t *ex)
 
     ex->spans[0] = &ex->batch[0];
     ex->count = 1;
-    ex->batch_started = vq_monotonic_ms();
+    ex->batch_started = ex->last_empty;
 
     return 1;
 }
@@ -1153,8 +1204,10 @@ run(void *data)
     vq_exporter_t  *ex = data;
     int64_t         now, wait, backoff_until, deadline;
     size_t          taken, moved, i;
+    uint32_t        seen;
 
     backoff_until = 0;
+    ex->last_empty = vq_monotonic_ms();
 
     while (!stopping(ex)) {
         now = vq_monotonic_ms();
@@ -1163,6 +1216,8 @@ run(void *data)
             idle(ex, backoff_until - now);
             continue;
         }
+
+        seen = vq_queue_wakes(ex->sources[0].queue);
 
         moved = move_records(ex);
         taken = fill_batch(ex);
@@ -1180,15 +1235,9 @@ run(void *data)
         }
 
         if (taken == 0 && moved == 0) {
-            wait = VQ_IDLE_POLL_MS;
-
-            if (ex->count > 0
-                && ex->batch_started + ex->conf.flush_interval_ms - now < wait)
-            {
-                wait = ex->batch_started + ex->conf.flush_interval_ms - now;
-            }
-
-            idle(ex, wait);
+            /* whatever comes later came after now */
+            ex->last_empty = now;
+            idle_until_wake(ex, seen, now);
         }
     }
 
@@ -1297,6 +1346,9 @@ vq_exporter_stop(vq_exporter_t *ex, unsigned timeout_ms)
                      __ATOMIC_RELAXED);
     pthread_cond_signal(&ex->cond);
     pthread_mutex_unlock(&ex->lock);
+
+    /* the thread may sleep on the queue, with other processes' threads */
+    vq_queue_wake(ex->sources[0].queue, 1);
 
     vq_transport_abort_at(ex->transport, vq_monotonic_ms() + timeout_ms);
 

@@ -1801,6 +1801,121 @@ test_file_endpoint(void)
 }
 
 /*
+ * An idle thread sleeps a whole flush interval (a minute here): a
+ * producer's vq_queue_wake() has a full batch sent now, and stop sends
+ * the rest.
+ */
+static void
+test_wake(void)
+{
+    vq_exporter_conf_t  conf;
+    vq_exporter_t      *ex;
+    server_t            srv;
+    fixture_t           f;
+    char                url[64];
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&f, 0);
+
+    base_conf(&conf, url, sizeof(url), srv.port);
+    conf.batch_size = 5;
+    conf.flush_interval_ms = 60000;
+
+    ex = create(&conf, &f);
+    CHECK(ex != NULL);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+
+    fixture_push(&f, 5);
+    vq_queue_wake(f.queue, 0);
+    CHECK(wait_for(&f.stats.spans_exported, 5));
+    CHECK_INT(server_requests(&srv), 1);
+
+    fixture_push(&f, 10);
+    vq_queue_wake(f.queue, 0);
+    CHECK(wait_for(&f.stats.spans_exported, 15));
+    CHECK_INT(server_requests(&srv), 3);
+
+    fixture_push(&f, 3);
+    vq_exporter_stop(ex, 3000);
+    CHECK_INT(f.stats.spans_exported, 18);
+    CHECK_INT(server_requests(&srv), 4);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/* ms from start until counter reaches want, or -1 after 10 s */
+static int64_t
+ms_until(const uint64_t *counter, uint64_t want, int64_t start)
+{
+    return wait_for(counter, want) ? now_ms() - start : -1;
+}
+
+/*
+ * No span waits much more than the flush interval, however the batches
+ * fall: records pushed while the thread sleeps with a partial batch (the
+ * ones left over after it is topped up go in the next one), and records
+ * pushed by several workers that each push less than a batch, so that
+ * nobody wakes the thread (the last of them make a partial batch).
+ * Before batches were dated from when the queue was last seen empty,
+ * these went out after about two intervals.
+ */
+static void
+test_flush_bound(void)
+{
+    vq_exporter_conf_t  conf;
+    vq_exporter_t      *ex;
+    server_t            srv;
+    fixture_t           f;
+    char                url[64];
+    int64_t             t, ms;
+    vq_queue_stats_t    qs;
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&f, 0);
+
+    base_conf(&conf, url, sizeof(url), srv.port);
+    conf.batch_size = 10;
+    conf.flush_interval_ms = 2000;
+
+    ex = create(&conf, &f);
+    CHECK(ex != NULL);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+
+    /* a partial batch of 6, held; then 8 more, unannounced */
+    fixture_push(&f, 6);
+    vq_queue_wake(f.queue, 0);
+    do {                                /* until the thread holds them */
+        usleep(1000);
+        vq_queue_get_stats(f.queue, &qs);
+    } while (qs.used != 0);
+    t = now_ms();
+    fixture_push(&f, 8);
+
+    ms = ms_until(&f.stats.spans_exported, 14, t);
+    CHECK(ms >= 0 && ms < 2000 + 1000);
+    printf("test_exporter: 4 spans left over from a topped-up batch went "
+           "out after %lld ms (interval 2000)\n", (long long) ms);
+
+    /* 4 workers push 9 each; nobody wakes the thread */
+    t = now_ms();
+    fixture_push(&f, 36);
+
+    ms = ms_until(&f.stats.spans_exported, 50, t);
+    CHECK(ms >= 0 && ms < 2000 + 1000);
+    printf("test_exporter: 36 unannounced spans went out after %lld ms "
+           "(interval 2000)\n", (long long) ms);
+
+    vq_exporter_stop(ex, 3000);
+    CHECK_INT(f.stats.spans_exported, 50);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/*
  * What the exporter says while it stops is given after the stop, even
  * within the message interval: the owner logs it after the join.
  */
@@ -1929,6 +2044,8 @@ main(void)
     test_gzip();
     test_file_endpoint();
     test_stop_message();
+    test_wake();
+    test_flush_bound();
     test_bad_endpoints();
     test_scheme_case();
 

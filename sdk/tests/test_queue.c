@@ -5,9 +5,13 @@
  */
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vaquero/vaquero.h>
@@ -1033,6 +1037,115 @@ test_stopped_writer(void)
     big_free(&b);
 }
 
+static int64_t
+now_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits (10 s at most) until pid sleeps in futex(2). */
+static int
+wait_in_futex(pid_t pid)
+{
+    FILE     *f;
+    char      path[64];
+    long      nr;
+    int64_t   t;
+
+    snprintf(path, sizeof(path), "/proc/%ld/syscall", (long) pid);
+
+    for (t = now_ms(); now_ms() - t < 10000; usleep(1000)) {
+        f = fopen(path, "r");
+        if (f == NULL) {
+            return 0;
+        }
+        nr = -1;
+        if (fscanf(f, "%ld", &nr) != 1) {
+            nr = -1;
+        }
+        fclose(f);
+
+        if (nr == SYS_futex) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+/*
+ * Sleeping on the queue across processes: a wake between reading
+ * vq_queue_wakes() and waiting is not lost, and a wake from another
+ * process ends a sleep long before its 20 s are up.
+ */
+static void
+test_wait_wake(void)
+{
+    vq_queue_t  *q;
+    void        *mem;
+    size_t       size;
+    uint32_t     seen;
+    int64_t      t;
+    pid_t        pid;
+    int          fds[2], status, exited;
+    char         c;
+
+    size = vq_queue_min_size(REC_MAX) * 4;
+    mem = shared_region(size);
+    q = vq_queue_init(mem, size, REC_MAX);
+    CHECK(q != NULL);
+
+    /* a wake before the wait: the wait returns at once */
+    seen = vq_queue_wakes(q);
+    vq_queue_wake(q, 0);
+    CHECK(vq_queue_wakes(q) == seen + 1);
+    t = now_ms();
+    vq_queue_wait(q, seen, 20000);
+    CHECK(now_ms() - t < 10000);
+
+    /* a sleeper in another process */
+    CHECK(pipe(fds) == 0);
+    pid = fork();
+
+    if (pid == 0) {
+        seen = vq_queue_wakes(q);
+        c = 'r';
+        if (write(fds[1], &c, 1) != 1) {
+            _exit(2);
+        }
+        vq_queue_wait(q, seen, 20000);
+        _exit(0);
+    }
+
+    CHECK(read(fds[0], &c, 1) == 1);
+    /* asleep in the kernel, so that the wake itself is what ends it */
+    CHECK(wait_in_futex(pid));
+    vq_queue_wake(q, 0);
+
+    t = now_ms();
+    exited = 0;
+    while (now_ms() - t < 10000) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            exited = 1;
+            break;
+        }
+        usleep(1000);
+    }
+
+    CHECK(exited);
+    if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+
+    close(fds[0]);
+    close(fds[1]);
+    munmap(mem, size);
+}
+
 int
 main(void)
 {
@@ -1045,6 +1158,7 @@ main(void)
     test_writer_without_pid(0);
     test_writer_without_pid(1);
     test_stopped_writer();
+    test_wait_wake();
 
     return check_summary("test_queue");
 }

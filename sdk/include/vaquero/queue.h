@@ -132,4 +132,18 @@ int vq_queue_skip(vq_queue_t *q, uint64_t pos, int no_pid_expired);
 
 void vq_queue_get_stats(const vq_queue_t *q, vq_queue_stats_t *stats);
 
+/*
+ * Consumers sleep until records come, in any process: the queue holds a
+ * futex word that vq_queue_wake() bumps.  A consumer reads
+ * vq_queue_wakes() before it looks at the queue and, finding nothing to
+ * do, passes what it read to vq_queue_wait(): a wake in between ends the
+ * wait at once, so none is lost.  vq_queue_wait() returns after a wake,
+ * ms, or a signal.  vq_queue_wake() never blocks, and makes a system call
+ * only when a consumer sleeps; it wakes one of them, or, with all, every
+ * one (a stop).  Producers call it when a batch's worth has been pushed.
+ */
+uint32_t vq_queue_wakes(const vq_queue_t *q);
+void vq_queue_wait(vq_queue_t *q, uint32_t seen, int64_t ms);
+void vq_queue_wake(vq_queue_t *q, int all);
+
 #endif /* VAQUERO_QUEUE_H */
