@@ -84,6 +84,7 @@ typedef struct {
     ngx_array_t                *export_headers;  /* ..._header_t */
     ngx_uint_t                  mode;
     ngx_int_t                   batch_size;
+    uint64_t                    wake_every;     /* records pushed, of all */
     ngx_msec_t                  flush_interval;
     ngx_msec_t                  export_timeout;
     ngx_msec_t                  shutdown_timeout;

@@ -78,7 +78,6 @@ static uint32_t         ngx_http_vaquero_generation;
 static vq_resources_t  *ngx_http_vaquero_resources;
 
 /* per process: spans the queue refused since the error log last said so */
-static ngx_uint_t       ngx_http_vaquero_queued;
 static uint64_t         ngx_http_vaquero_dropped;
 static time_t           ngx_http_vaquero_dropped_since;
 static time_t           ngx_http_vaquero_drop_logged;
@@ -234,6 +233,7 @@ ngx_http_vaquero_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     char                          *reason;
     u_char                        *mem;
+    vq_queue_stats_t               qs;
     ngx_slab_pool_t               *shpool;
     ngx_http_vaquero_shm_t        *shm;
     ngx_http_vaquero_main_conf_t  *vmcf;
@@ -290,6 +290,11 @@ ngx_http_vaquero_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     vmcf->shm = shm;
     vmcf->generation = ++ngx_http_vaquero_generation;
     shm->generation = vmcf->generation;
+
+    /* a batch, or half the queue where a batch would not fit */
+    vq_queue_get_stats(shm->queue, &qs);
+    vmcf->wake_every = ngx_min((uint64_t) vmcf->batch_size,
+                               ngx_max(qs.capacity / 2, 1));
 
     return ngx_http_vaquero_add_resource(shm_zone, vmcf);
 }
@@ -550,25 +555,30 @@ void
 ngx_http_vaquero_record(ngx_http_vaquero_main_conf_t *vmcf, vq_span_t *span,
     ngx_log_t *log)
 {
+    uint64_t  pos;
+
     span->h.generation = vmcf->generation;
 
     vq_stats_add(&vmcf->shm->stats.spans_recorded, 1);
 
-    switch (vq_queue_push(vmcf->shm->queue, span, vq_span_size(span))) {
-
+    switch (vq_queue_push_pos(vmcf->shm->queue, span, vq_span_size(span),
+                              &pos))
+    {
     case VQ_OK:
         /*
-         * A batch's worth: an exporter thread, this worker's or another's,
-         * sends it now rather than when the flush interval ends.
+         * Every batch's worth, counted over all workers: an exporter
+         * thread (of any worker) sends it now, not when the flush interval
+         * ends.
          */
-        if (++ngx_http_vaquero_queued >= (ngx_uint_t) vmcf->batch_size) {
-            ngx_http_vaquero_queued = 0;
+        if ((pos + 1) % vmcf->wake_every == 0) {
             vq_queue_wake(vmcf->shm->queue, 0);
         }
 
         return;
 
     case VQ_EFULL:
+        /* and whatever the wakes were, a full queue has one sent now */
+        vq_queue_wake(vmcf->shm->queue, 0);
         break;
 
     default:

@@ -49,8 +49,9 @@ is(scalar(grep { $_ == 200 } @status), 20, '20 requests answered');
 is(scalar $t->wait_spans(20, 20), 20, 'full batches are sent at once');
 
 # idle, holding no batch: the exporter thread sleeps (it woke every 10 ms)
-my ($tid) = grep { $_ != $worker } map { m{/(\d+)$} } glob "/proc/$worker/task/*";
-ok($tid, 'the exporter thread');
+my ($tid) = grep { slurp("/proc/$worker/task/$_/comm") eq "vaquero-export\n" }
+            map { m{/(\d+)$} } glob "/proc/$worker/task/*";
+ok($tid, 'the exporter thread, named vaquero-export');
 my $before = switches($worker, $tid);
 select undef, undef, undef, 2;
 my $after = switches($worker, $tid);
@@ -71,6 +72,13 @@ $t->stop;
 is(scalar $t->spans, 35, 'the partial batch is sent at stop');
 
 done_testing;
+
+sub slurp {
+    my ($path) = @_;
+    open my $fh, '<', $path or return '';
+    local $/;
+    return <$fh> // '';
+}
 
 sub switches {
     my ($pid, $tid) = @_;

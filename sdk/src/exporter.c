@@ -14,6 +14,10 @@
  * are moved into the exporter's own before they are sent.
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* pthread_setname_np() */
+#endif
+
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,7 +32,7 @@
 #include <vaquero/endpoint.h>
 #include "transport.h"
 
-#define VQ_STALL_POLL_MS      10        /* a stalled queue head looked at */
+#define VQ_SHORT_POLL_MS      10        /* a stalled head, a kept queue */
 #define VQ_MESSAGE_INTERVAL   10000     /* ms between two log messages */
 #define VQ_BACKOFF_MIN_MS     100
 #define VQ_BACKOFF_MAX_MS     10000
@@ -684,8 +688,10 @@ idle(vq_exporter_t *ex, int64_t ms)
  * slept: start_batch() dates a batch from when the queues were last seen
  * empty, so that no span waits more than an interval.  A queue head that
  * looks stalled is looked at again soon (check_stalled() needs two
- * looks), and a queue that a later generation drains is no longer slept
- * on: its wakes are for that generation's exporters.
+ * looks); so are the other queues, which earlier processes push into and
+ * wake no one here with (they are there only until the next reload).  A
+ * queue that a later generation drains is no longer slept on: its wakes
+ * are for that generation's exporters.
  */
 static void
 idle_until_wake(vq_exporter_t *ex, uint32_t seen, int64_t now)
@@ -704,11 +710,11 @@ idle_until_wake(vq_exporter_t *ex, uint32_t seen, int64_t now)
     }
 
     for (i = 0; i < ex->nsources; i++) {
-        if (ex->sources[i].stalled_pos != VQ_QUEUE_NOT_STALLED
-            && !ex->sources[i].superseded
-            && wait > VQ_STALL_POLL_MS)
+        if (!ex->sources[i].superseded
+            && (i > 0 || ex->sources[i].stalled_pos != VQ_QUEUE_NOT_STALLED)
+            && wait > VQ_SHORT_POLL_MS)
         {
-            wait = VQ_STALL_POLL_MS;
+            wait = VQ_SHORT_POLL_MS;
         }
     }
 
@@ -1202,9 +1208,12 @@ static void *
 run(void *data)
 {
     vq_exporter_t  *ex = data;
-    int64_t         now, wait, backoff_until, deadline;
+    int64_t         now, looked, wait, backoff_until, deadline;
     size_t          taken, moved, i;
     uint32_t        seen;
+
+    /* what top -H, ps -L and perf show */
+    pthread_setname_np(pthread_self(), "vaquero-export");
 
     backoff_until = 0;
     ex->last_empty = vq_monotonic_ms();
@@ -1218,6 +1227,7 @@ run(void *data)
         }
 
         seen = vq_queue_wakes(ex->sources[0].queue);
+        looked = vq_monotonic_ms();
 
         moved = move_records(ex);
         taken = fill_batch(ex);
@@ -1235,8 +1245,8 @@ run(void *data)
         }
 
         if (taken == 0 && moved == 0) {
-            /* whatever comes later came after now */
-            ex->last_empty = now;
+            /* what the queues hold from now on came after "looked" */
+            ex->last_empty = looked;
             idle_until_wake(ex, seen, now);
         }
     }
@@ -1309,6 +1319,12 @@ vq_exporter_start(vq_exporter_t *ex)
         vq_queue_raise_generation(ex->sources[i].queue, ex->conf.generation);
         ex->sources[i].superseded = 0;
     }
+
+    /*
+     * Earlier generations' threads asleep on the queue find out now that
+     * they are superseded, and stop taking wakes meant for this one.
+     */
+    vq_queue_wake(ex->sources[0].queue, 1);
 
     /* the thread must never take a signal meant for its process */
     sigfillset(&all);

@@ -255,7 +255,8 @@ vq_queue_attach(void *mem, size_t size, size_t record_max)
 }
 
 static inline int
-push(vq_queue_t *q, const void *rec, size_t len, int count_refusal)
+push(vq_queue_t *q, const void *rec, size_t len, int count_refusal,
+    uint64_t *at)
 {
     vq_slot_t  *slot;
     uint64_t    pos, word;
@@ -321,19 +322,31 @@ push(vq_queue_t *q, const void *rec, size_t len, int count_refusal)
 
     prefetch_next(q, pos, len);
 
+    *at = pos;
+
     return VQ_OK;
 }
 
 int
 vq_queue_push(vq_queue_t *q, const void *rec, size_t len)
 {
-    return push(q, rec, len, 1);
+    uint64_t  pos;
+
+    return push(q, rec, len, 1, &pos);
+}
+
+int
+vq_queue_push_pos(vq_queue_t *q, const void *rec, size_t len, uint64_t *pos)
+{
+    return push(q, rec, len, 1, pos);
 }
 
 int
 vq_queue_requeue(vq_queue_t *q, const void *rec, size_t len)
 {
-    return push(q, rec, len, 0);
+    uint64_t  pos;
+
+    return push(q, rec, len, 0, &pos);
 }
 
 static inline int

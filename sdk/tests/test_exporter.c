@@ -1845,6 +1845,45 @@ test_wake(void)
     server_stop(&srv);
 }
 
+/*
+ * Records that earlier processes push into a kept queue (an earlier
+ * layout's) wake nobody here: that queue is looked at every few
+ * milliseconds, not once per interval (a minute here).
+ */
+static void
+test_kept_queue_polled(void)
+{
+    vq_exporter_conf_t  conf;
+    vq_exporter_t      *ex;
+    server_t            srv;
+    fixture_t           a, b;
+    char                url[64];
+
+    memset(&srv, 0, sizeof(srv));
+    server_start(&srv);
+    fixture_init(&a, 0);
+    fixture_init_size(&b, 1024 * 1024, 0);
+
+    base_conf(&conf, url, sizeof(url), srv.port);
+    conf.batch_size = 5;
+    conf.flush_interval_ms = 60000;
+
+    ex = create(&conf, &a);
+    CHECK(ex != NULL);
+    CHECK_INT(vq_exporter_add_queue(ex, b.queue, &b.stats), VQ_OK);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+
+    usleep(100000);                     /* asleep by now */
+    fixture_push(&b, 5);
+    CHECK(wait_for(&a.stats.spans_exported, 5));
+
+    vq_exporter_stop(ex, 3000);
+    CHECK_INT(a.stats.spans_exported, 5);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
 /* ms from start until counter reaches want, or -1 after 10 s */
 static int64_t
 ms_until(const uint64_t *counter, uint64_t want, int64_t start)
@@ -1899,7 +1938,7 @@ test_flush_bound(void)
     printf("test_exporter: 4 spans left over from a topped-up batch went "
            "out after %lld ms (interval 2000)\n", (long long) ms);
 
-    /* 4 workers push 9 each; nobody wakes the thread */
+    /* 36 pushed as if by 4 workers, 9 each: nobody wakes the thread */
     t = now_ms();
     fixture_push(&f, 36);
 
@@ -2046,6 +2085,7 @@ main(void)
     test_stop_message();
     test_wake();
     test_flush_bound();
+    test_kept_queue_polled();
     test_bad_endpoints();
     test_scheme_case();
 

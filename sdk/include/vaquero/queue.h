@@ -68,6 +68,14 @@ vq_queue_t *vq_queue_attach(void *mem, size_t size, size_t record_max);
 int vq_queue_push(vq_queue_t *q, const void *rec, size_t len);
 
 /*
+ * vq_queue_push(), and, on VQ_OK, *pos: where the record went (0, 1, 2,
+ * ... since the queue was made, over every producer), for producers that
+ * wake consumers every so many records (vq_queue_wake()).
+ */
+int vq_queue_push_pos(vq_queue_t *q, const void *rec, size_t len,
+    uint64_t *pos);
+
+/*
  * vq_queue_push() for a record that was popped and could not be dealt
  * with (an exporter stopping with an unsent batch): the same, but a
  * refusal is not counted, since the caller counts the record as dropped.
@@ -139,8 +147,9 @@ void vq_queue_get_stats(const vq_queue_t *q, vq_queue_stats_t *stats);
  * do, passes what it read to vq_queue_wait(): a wake in between ends the
  * wait at once, so none is lost.  vq_queue_wait() returns after a wake,
  * ms, or a signal.  vq_queue_wake() never blocks, and makes a system call
- * only when a consumer sleeps; it wakes one of them, or, with all, every
- * one (a stop).  Producers call it when a batch's worth has been pushed.
+ * only when a consumer sleeps (or one was killed asleep); it wakes one of
+ * them, or, with all, every one.  Producers call it every so many records
+ * (vq_queue_push_pos()), and when the queue is full.
  */
 uint32_t vq_queue_wakes(const vq_queue_t *q);
 void vq_queue_wait(vq_queue_t *q, uint32_t seen, int64_t ms);
