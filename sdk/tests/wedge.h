@@ -9,8 +9,8 @@
  * wedge_writer() does it at a chosen point: the child sees the queue's
  * memory from a given page on read-only, faults at its first write there
  * and stops itself in its SIGSEGV handler, after making the memory
- * writable again, so that SIGCONT lets the push go on where it stopped
- * and SIGKILL leaves it dead there.  wedge_next_slot() tells where the
+ * writable again, so that wedge_continue() lets the push go on where it
+ * stopped and SIGKILL leaves it dead there.  wedge_next_slot() tells where the
  * next push will write, without knowing the queue's layout.
  *
  * wedge_fill() and wedge_check() make and check records whose every
@@ -247,17 +247,30 @@ wedge_page_up(char *p)
     return wedge_page_down(p + wedge_page() - 1);
 }
 
-static char    *wedge_ro;           /* in the child: what it sees read-only */
-static size_t   wedge_ro_len;
+static char                   *wedge_ro;     /* in the child: what it */
+static size_t                  wedge_ro_len; /*   sees read-only */
+static volatile sig_atomic_t   wedge_go;     /* wedge_continue() said so */
+
+static inline void
+wedge_resume(int sig)
+{
+    (void) sig;
+
+    wedge_go = 1;
+}
 
 static inline void
 wedge_fault(int sig)
 {
     (void) sig;
 
-    /* writable again: after SIGCONT the faulting write goes on */
+    /* writable again: once continued, the faulting write goes on */
     mprotect(wedge_ro, wedge_ro_len, PROT_READ | PROT_WRITE);
-    raise(SIGSTOP);
+
+    /* a SIGCONT from anyone else (see below) does not end the stop */
+    while (!wedge_go) {
+        raise(SIGSTOP);
+    }
 }
 
 /*
@@ -285,6 +298,16 @@ wedge_writer(vq_queue_t *q, char *from, char *end, const void *rec,
         sa.sa_handler = wedge_fault;
         sigemptyset(&sa.sa_mask);
         sigaction(SIGSEGV, &sa, NULL);
+        sa.sa_handler = wedge_resume;
+        sigaction(SIGUSR1, &sa, NULL);
+
+        /*
+         * Run from a shell that has gone (make test in the background), the
+         * process group is orphaned, and the kernel sends SIGHUP, then
+         * SIGCONT, to its stopped members whenever one of the others
+         * exits: this one must live on, stopped, until it is told.
+         */
+        signal(SIGHUP, SIG_IGN);
 
         wedge_ro = from;
         wedge_ro_len = end - from;
@@ -305,12 +328,16 @@ wedge_writer(vq_queue_t *q, char *from, char *end, const void *rec,
     return pid;
 }
 
-/* SIGCONT, then the push's return value, or 1 if the writer did not exit. */
+/*
+ * Lets it go on (SIGUSR1, delivered on SIGCONT), then the push's return
+ * value, or 1 if the writer did not exit.
+ */
 static inline int
 wedge_continue(pid_t pid)
 {
     int  status;
 
+    kill(pid, SIGUSR1);
     kill(pid, SIGCONT);
 
     if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
