@@ -21,9 +21,10 @@
  *
  * Cheap on purpose, since it shares a CPU with wrk: one thread, epoll,
  * and bodies are only put aside as they come (copied into an arena of
- * defer_mb megabytes, 512, whose pages are touched at start), to be
- * counted when GET /stats asks, that is after wrk is done; when the arena
- * is full, what it holds is counted at once.  The count is the same
+ * defer_mb megabytes, 512 unless told, whose pages are touched at
+ * start), to be counted when GET /stats asks, that is after wrk is done;
+ * when the arena is full, what it holds is counted at once (and nobody
+ * is answered meanwhile: make the arena big enough for a run).  The count is the same
  * either way.  The JSON scan jumps from
  * quote to quote with memchr (strings are most of a body), looking only
  * at the structure between them: the keys of the enclosing containers,
