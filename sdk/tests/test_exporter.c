@@ -1800,6 +1800,27 @@ test_file_endpoint(void)
     rmdir(dir);
 }
 
+/* A collector, and a running exporter of f with this batch and interval. */
+static vq_exporter_t *
+start_sleepy(server_t *srv, fixture_t *f, size_t batch, unsigned flush_ms)
+{
+    vq_exporter_conf_t  conf;
+    vq_exporter_t      *ex;
+    char                url[64];    /* copied by create() */
+
+    memset(srv, 0, sizeof(*srv));
+    server_start(srv);
+
+    base_conf(&conf, url, sizeof(url), srv->port);
+    conf.batch_size = batch;
+    conf.flush_interval_ms = flush_ms;
+
+    ex = create(&conf, f);
+    CHECK(ex != NULL);
+
+    return ex;
+}
+
 /*
  * An idle thread sleeps a whole flush interval (a minute here): a
  * producer's vq_queue_wake() has a full batch sent now, and stop sends
@@ -1808,22 +1829,12 @@ test_file_endpoint(void)
 static void
 test_wake(void)
 {
-    vq_exporter_conf_t  conf;
-    vq_exporter_t      *ex;
-    server_t            srv;
-    fixture_t           f;
-    char                url[64];
+    vq_exporter_t  *ex;
+    server_t        srv;
+    fixture_t       f;
 
-    memset(&srv, 0, sizeof(srv));
-    server_start(&srv);
     fixture_init(&f, 0);
-
-    base_conf(&conf, url, sizeof(url), srv.port);
-    conf.batch_size = 5;
-    conf.flush_interval_ms = 60000;
-
-    ex = create(&conf, &f);
-    CHECK(ex != NULL);
+    ex = start_sleepy(&srv, &f, 5, 60000);
     CHECK_INT(vq_exporter_start(ex), VQ_OK);
 
     fixture_push(&f, 5);
@@ -1853,23 +1864,13 @@ test_wake(void)
 static void
 test_kept_queue_polled(void)
 {
-    vq_exporter_conf_t  conf;
-    vq_exporter_t      *ex;
-    server_t            srv;
-    fixture_t           a, b;
-    char                url[64];
+    vq_exporter_t  *ex;
+    server_t        srv;
+    fixture_t       a, b;
 
-    memset(&srv, 0, sizeof(srv));
-    server_start(&srv);
     fixture_init(&a, 0);
     fixture_init_size(&b, 1024 * 1024, 0);
-
-    base_conf(&conf, url, sizeof(url), srv.port);
-    conf.batch_size = 5;
-    conf.flush_interval_ms = 60000;
-
-    ex = create(&conf, &a);
-    CHECK(ex != NULL);
+    ex = start_sleepy(&srv, &a, 5, 60000);
     CHECK_INT(vq_exporter_add_queue(ex, b.queue, &b.stats), VQ_OK);
     CHECK_INT(vq_exporter_start(ex), VQ_OK);
 
@@ -1903,24 +1904,14 @@ ms_until(const uint64_t *counter, uint64_t want, int64_t start)
 static void
 test_flush_bound(void)
 {
-    vq_exporter_conf_t  conf;
-    vq_exporter_t      *ex;
-    server_t            srv;
-    fixture_t           f;
-    char                url[64];
-    int64_t             t, ms;
-    vq_queue_stats_t    qs;
+    vq_queue_stats_t  qs;
+    vq_exporter_t    *ex;
+    server_t          srv;
+    fixture_t         f;
+    int64_t           t, ms;
 
-    memset(&srv, 0, sizeof(srv));
-    server_start(&srv);
     fixture_init(&f, 0);
-
-    base_conf(&conf, url, sizeof(url), srv.port);
-    conf.batch_size = 10;
-    conf.flush_interval_ms = 2000;
-
-    ex = create(&conf, &f);
-    CHECK(ex != NULL);
+    ex = start_sleepy(&srv, &f, 10, 2000);
     CHECK_INT(vq_exporter_start(ex), VQ_OK);
 
     /* a partial batch of 6, held; then 8 more, unannounced */
