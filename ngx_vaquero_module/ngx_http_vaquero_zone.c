@@ -577,8 +577,15 @@ ngx_http_vaquero_record(ngx_http_vaquero_main_conf_t *vmcf, vq_span_t *span,
         return;
 
     case VQ_EFULL:
-        /* and whatever the wakes were, a full queue has one sent now */
-        vq_queue_wake(vmcf->shm->queue, 0);
+        /*
+         * Whatever the wakes were, a full queue has one sent now: at its
+         * first refusal, and every so many after (not one system call per
+         * request while a collector is down).
+         */
+        if (ngx_http_vaquero_dropped % vmcf->wake_every == 0) {
+            vq_queue_wake(vmcf->shm->queue, 0);
+        }
+
         break;
 
     default:

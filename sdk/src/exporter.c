@@ -50,6 +50,7 @@ typedef struct {
     int                   superseded;       /* a later generation drains it */
     int                   drained;          /* stopping: nothing more here */
     uint64_t              end;              /* stopping: take only before it */
+    uint64_t              idle_end;         /* its end when last idle */
 } vq_source_t;
 
 struct vq_exporter_s {
@@ -688,17 +689,18 @@ idle(vq_exporter_t *ex, int64_t ms)
  * slept: start_batch() dates a batch from when the queues were last seen
  * empty, so that no span waits more than an interval.  A queue head that
  * looks stalled is looked at again soon (check_stalled() needs two
- * looks); so are the other queues, which earlier processes push into and
- * wake no one here with (they are there only until the next reload).  A
- * queue that a later generation drains is no longer slept on: its wakes
- * are for that generation's exporters.
+ * looks); so are the other queues while earlier processes push into
+ * them, since they wake no one here (once quiet, the interval bounds the
+ * wait of what comes later).  A queue that a later generation drains is
+ * no longer slept on: its wakes are for that generation's exporters.
  */
 static void
 idle_until_wake(vq_exporter_t *ex, uint32_t seen, int64_t now)
 {
     size_t        i;
     int64_t       wait;
-    vq_source_t  *own;
+    uint64_t      end;
+    vq_source_t  *own, *s;
 
     own = &ex->sources[0];
 
@@ -709,13 +711,22 @@ idle_until_wake(vq_exporter_t *ex, uint32_t seen, int64_t now)
         wait = ex->conf.flush_interval_ms;
     }
 
-    for (i = 0; i < ex->nsources; i++) {
-        if (!ex->sources[i].superseded
-            && (i > 0 || ex->sources[i].stalled_pos != VQ_QUEUE_NOT_STALLED)
+    if (own->stalled_pos != VQ_QUEUE_NOT_STALLED && wait > VQ_SHORT_POLL_MS) {
+        wait = VQ_SHORT_POLL_MS;
+    }
+
+    for (i = 1; i < ex->nsources; i++) {
+        s = &ex->sources[i];
+        end = vq_queue_end(s->queue);
+
+        if (!s->superseded
+            && (end != s->idle_end || s->stalled_pos != VQ_QUEUE_NOT_STALLED)
             && wait > VQ_SHORT_POLL_MS)
         {
             wait = VQ_SHORT_POLL_MS;
         }
+
+        s->idle_end = end;
     }
 
     if (own->superseded) {
