@@ -322,7 +322,9 @@ push(vq_queue_t *q, const void *rec, size_t len, int count_refusal,
 
     prefetch_next(q, pos, len);
 
-    *at = pos;
+    if (at) {
+        *at = pos;
+    }
 
     return VQ_OK;
 }
@@ -330,9 +332,7 @@ push(vq_queue_t *q, const void *rec, size_t len, int count_refusal,
 int
 vq_queue_push(vq_queue_t *q, const void *rec, size_t len)
 {
-    uint64_t  pos;
-
-    return push(q, rec, len, 1, &pos);
+    return push(q, rec, len, 1, NULL);
 }
 
 int
@@ -344,9 +344,7 @@ vq_queue_push_pos(vq_queue_t *q, const void *rec, size_t len, uint64_t *pos)
 int
 vq_queue_requeue(vq_queue_t *q, const void *rec, size_t len)
 {
-    uint64_t  pos;
-
-    return push(q, rec, len, 0, &pos);
+    return push(q, rec, len, 0, NULL);
 }
 
 static inline int

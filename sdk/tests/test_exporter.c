@@ -1856,10 +1856,18 @@ test_wake(void)
     server_stop(&srv);
 }
 
-/* ms from start until counter reaches want, or -1 after 10 s */
+/*
+ * Pushes n records into f, unannounced, and returns how many ms later
+ * counter reached want, or -1 if not within 10 s.
+ */
 static int64_t
-ms_until(const uint64_t *counter, uint64_t want, int64_t start)
+push_and_time(fixture_t *f, size_t n, const uint64_t *counter, uint64_t want)
 {
+    int64_t  start;
+
+    start = now_ms();
+    fixture_push(f, n);
+
     return wait_for(counter, want) ? now_ms() - start : -1;
 }
 
@@ -1873,7 +1881,7 @@ test_kept_queue_polled(void)
     vq_exporter_t  *ex;
     server_t        srv;
     fixture_t       a, b;
-    int64_t         t, ms;
+    int64_t         ms;
 
     fixture_init(&a, 0);
     fixture_init_size(&b, 1024 * 1024, 0);
@@ -1881,10 +1889,7 @@ test_kept_queue_polled(void)
     CHECK_INT(vq_exporter_add_queue(ex, b.queue, &b.stats), VQ_OK);
     CHECK_INT(vq_exporter_start(ex), VQ_OK);
 
-    usleep(100000);                     /* asleep by now */
-    t = now_ms();
-    fixture_push(&b, 5);
-    ms = ms_until(&a.stats.spans_exported, 5, t);
+    ms = push_and_time(&b, 5, &a.stats.spans_exported, 5);
     CHECK(ms >= 0 && ms < 2000 + 1000);
 
     vq_exporter_stop(ex, 3000);
@@ -1910,7 +1915,7 @@ test_flush_bound(void)
     vq_exporter_t    *ex;
     server_t          srv;
     fixture_t         f;
-    int64_t           t, ms;
+    int64_t           ms;
 
     fixture_init(&f, 0);
     ex = start_sleepy(&srv, &f, 10, 2000);
@@ -1923,19 +1928,13 @@ test_flush_bound(void)
         usleep(1000);
         vq_queue_get_stats(f.queue, &qs);
     } while (qs.used != 0);
-    t = now_ms();
-    fixture_push(&f, 8);
-
-    ms = ms_until(&f.stats.spans_exported, 14, t);
+    ms = push_and_time(&f, 8, &f.stats.spans_exported, 14);
     CHECK(ms >= 0 && ms < 2000 + 1000);
     printf("test_exporter: 4 spans left over from a topped-up batch went "
            "out after %lld ms (interval 2000)\n", (long long) ms);
 
     /* 36 pushed as if by 4 workers, 9 each: nobody wakes the thread */
-    t = now_ms();
-    fixture_push(&f, 36);
-
-    ms = ms_until(&f.stats.spans_exported, 50, t);
+    ms = push_and_time(&f, 36, &f.stats.spans_exported, 50);
     CHECK(ms >= 0 && ms < 2000 + 1000);
     printf("test_exporter: 36 unannounced spans went out after %lld ms "
            "(interval 2000)\n", (long long) ms);

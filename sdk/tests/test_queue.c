@@ -11,7 +11,6 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <vaquero/vaquero.h>
@@ -1037,15 +1036,6 @@ test_stopped_writer(void)
     big_free(&b);
 }
 
-static int64_t
-now_ms(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits (10 s at most) until pid sleeps in futex(2). */
 static int
 wait_in_futex(pid_t pid)
@@ -1057,7 +1047,7 @@ wait_in_futex(pid_t pid)
 
     snprintf(path, sizeof(path), "/proc/%ld/syscall", (long) pid);
 
-    for (t = now_ms(); now_ms() - t < 10000; usleep(1000)) {
+    for (t = wedge_ms(); wedge_ms() - t < 10000; usleep(1000)) {
         f = fopen(path, "r");
         if (f == NULL) {
             return 0;
@@ -1102,9 +1092,9 @@ test_wait_wake(void)
     seen = vq_queue_wakes(q);
     vq_queue_wake(q, 0);
     CHECK(vq_queue_wakes(q) == seen + 1);
-    t = now_ms();
+    t = wedge_ms();
     vq_queue_wait(q, seen, 20000);
-    CHECK(now_ms() - t < 10000);
+    CHECK(wedge_ms() - t < 10000);
 
     /* a sleeper in another process */
     CHECK(pipe(fds) == 0);
@@ -1125,9 +1115,9 @@ test_wait_wake(void)
     CHECK(wait_in_futex(pid));
     vq_queue_wake(q, 0);
 
-    t = now_ms();
+    t = wedge_ms();
     exited = 0;
-    while (now_ms() - t < 10000) {
+    while (wedge_ms() - t < 10000) {
         if (waitpid(pid, &status, WNOHANG) == pid) {
             exited = 1;
             break;
