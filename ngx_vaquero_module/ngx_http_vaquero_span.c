@@ -363,6 +363,8 @@ ngx_http_vaquero_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
+    ngx_http_vaquero_record_prefetch(vmcf);
+
     ngx_http_vaquero_upstream_spans(r, ctx, vmcf, flags);
 
     ngx_http_vaquero_build_span(r, ctx, vmcf, vlcf, flags, end, &span);

@@ -547,6 +547,17 @@ ngx_http_vaquero_zone_claim(ngx_http_vaquero_main_conf_t *vmcf)
 
 
 /*
+ * The queue's next slot was last written a lap (megabytes) ago: it is
+ * brought in while the span is built, not waited for in the push.
+ */
+void
+ngx_http_vaquero_record_prefetch(ngx_http_vaquero_main_conf_t *vmcf)
+{
+    vq_queue_prefetch(vmcf->shm->queue, 1024);
+}
+
+
+/*
  * Hands a finished span to the exporters.  A full queue refuses it and
  * counts the refusal; the request never waits, and the error log says so
  * at most once per interval, with how many were refused.

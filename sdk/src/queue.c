@@ -195,6 +195,20 @@ prefetch_next(const vq_queue_t *q, uint64_t pos, size_t len)
     }
 }
 
+void
+vq_queue_prefetch(const vq_queue_t *q, size_t len)
+{
+    const char  *p, *end;
+
+    p = (const char *) slot_at(q, __atomic_load_n(&q->enqueue_pos,
+                                                   __ATOMIC_RELAXED));
+    end = p + sizeof(vq_slot_t) + (len < q->record_max ? len : q->record_max);
+
+    for ( /* void */ ; p < end; p += VQ_CACHE_LINE) {
+        __builtin_prefetch(p, 1);
+    }
+}
+
 size_t
 vq_queue_min_size(size_t record_max)
 {

@@ -57,6 +57,7 @@ test_basic(void)
         CHECK_INT(vq_queue_push(q, buf, strlen(buf) + 1), VQ_OK);
     }
 
+    vq_queue_prefetch(q, REC_MAX);
     CHECK_INT(vq_queue_push(q, "x", 1), VQ_EFULL);
     CHECK_INT(vq_queue_push(q, big, sizeof(big)), VQ_ETOOBIG);
 
@@ -88,6 +89,8 @@ test_basic(void)
 
     /* wraps around: many laps through a few slots */
     for (i = 0; i < 10 * cap; i++) {
+        /* a hint at every slot, past the record size too: no effect */
+        vq_queue_prefetch(q, i % 3 ? REC_MAX : SIZE_MAX);
         CHECK(vq_queue_push(q, &i, sizeof(i)) == VQ_OK);
         CHECK(vq_queue_pop(q, buf, sizeof(buf), &len) == VQ_OK);
         CHECK(memcmp(buf, &i, sizeof(i)) == 0);

@@ -76,6 +76,13 @@ int vq_queue_push_pos(vq_queue_t *q, const void *rec, size_t len,
     uint64_t *pos);
 
 /*
+ * Brings the slot the next push will most likely take into the cache, for
+ * about len bytes: a producer calls it before building its record, so
+ * that the push finds the slot there.  Only a hint; never fails.
+ */
+void vq_queue_prefetch(const vq_queue_t *q, size_t len);
+
+/*
  * vq_queue_push() for a record that was popped and could not be dealt
  * with (an exporter stopping with an unsent batch): the same, but a
  * refusal is not counted, since the caller counts the record as dropped.
