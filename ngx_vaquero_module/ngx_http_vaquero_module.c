@@ -52,6 +52,8 @@ static char *ngx_http_vaquero_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_vaquero_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_vaquero_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_vaquero_root_tracestate(ngx_conf_t *cf,
+    ngx_http_vaquero_loc_conf_t *vlcf);
 
 
 static ngx_conf_num_bounds_t  ngx_http_vaquero_batch_size_bounds = {
@@ -1382,9 +1384,57 @@ ngx_http_vaquero_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->sample_key = prev->sample_key;
     }
 
+    if (conf->sample_threshold != NGX_HTTP_VAQUERO_NO_RATIO
+        && ngx_http_vaquero_root_tracestate(cf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     ngx_conf_merge_value(conf->sample_parent, prev->sample_parent, 1);
     ngx_conf_merge_value(conf->sample_errors, prev->sample_errors, 1);
     ngx_conf_merge_msec_value(conf->sample_slow, prev->sample_slow, 0);
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The tracestate of a new trace that the location's ratio sampled: the
+ * threshold is all its "ot" entry holds (ngx_http_vaquero_sample()).
+ */
+static ngx_int_t
+ngx_http_vaquero_root_tracestate(ngx_conf_t *cf,
+    ngx_http_vaquero_loc_conf_t *vlcf)
+{
+    int       n;
+    char      value[VQ_OT_VALUE_MAX];
+    u_char   *p;
+    vq_ot_t   ot;
+
+    if (vlcf->sample_threshold >= VQ_SAMPLE_NEVER) {
+        return NGX_OK;                  /* rate 0: never sampled */
+    }
+
+    (void) vq_ot_parse(NULL, 0, &ot);
+    ot.th = vlcf->sample_threshold;
+    ot.flags |= VQ_OT_TH;
+
+    n = vq_ot_format(&ot, value, sizeof(value));
+    if (n <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot format the sampling threshold");
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, sizeof("ot=") - 1 + n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    vlcf->root_tracestate.data = p;
+    p = ngx_cpymem(p, "ot=", sizeof("ot=") - 1);
+    ngx_memcpy(p, value, n);
+    vlcf->root_tracestate.len = sizeof("ot=") - 1 + n;
+
+    return NGX_OK;
 }

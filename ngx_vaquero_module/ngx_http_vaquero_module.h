@@ -134,6 +134,7 @@ typedef struct {
     ngx_flag_t                  upstream_spans;
 
     uint64_t                    sample_threshold;   /* or NO_RATIO */
+    ngx_str_t                   root_tracestate;    /* "ot=th:...", sampled */
     ngx_http_complex_value_t   *sample_key;
     ngx_flag_t                  sample_parent;
     ngx_flag_t                  sample_errors;

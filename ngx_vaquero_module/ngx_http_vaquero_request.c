@@ -279,6 +279,23 @@ ngx_http_vaquero_sample(ngx_http_request_t *r,
         return;
     }
 
+    /*
+     * A new trace sampled by ratio alone: what vq_sample_head() decides
+     * and the tracestate it makes ("ot=th:T" sampled, none not) depend on
+     * the trace id and the location only.
+     */
+    if (tp == NULL && vlcf->sample_key == NULL) {
+        ctx->sampled = vq_sample_decide(
+                           vq_sample_trace_randomness(ctx->trace_id),
+                           vlcf->sample_threshold);
+
+        if (ctx->sampled) {
+            ctx->tracestate = vlcf->root_tracestate;
+        }
+
+        return;
+    }
+
     threshold = vlcf->sample_threshold == NGX_HTTP_VAQUERO_NO_RATIO
                 ? 0 : vlcf->sample_threshold;
     key_r = 0;
