@@ -25,6 +25,7 @@ static void ngx_http_vaquero_set_ot(ngx_http_request_t *r,
 static ngx_int_t ngx_http_vaquero_enabled(ngx_http_request_t *r,
     ngx_http_vaquero_loc_conf_t *vlcf);
 static void ngx_http_vaquero_ctx_cleanup(void *data);
+static int64_t ngx_http_vaquero_wall_at(int64_t mono);
 
 
 int64_t
@@ -36,6 +37,32 @@ ngx_http_vaquero_mono_us(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
 
     return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
+/*
+ * The wall clock at the monotonic time mono.  The offset between the two
+ * clocks is read again whenever nginx's cached time has moved (at most
+ * once a millisecond), not for every request: one clock read less per
+ * request, and a step of the wall clock is seen within a millisecond.
+ */
+static int64_t
+ngx_http_vaquero_wall_at(int64_t mono)
+{
+    struct timespec     ts;
+    static int64_t      offset;
+    static ngx_msec_t   offset_msec;
+    static ngx_uint_t   offset_set;
+
+    if (!offset_set || offset_msec != ngx_current_msec) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+
+        offset = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - mono;
+        offset_msec = ngx_current_msec;
+        offset_set = 1;
+    }
+
+    return mono + offset;
 }
 
 
@@ -71,7 +98,6 @@ static ngx_http_vaquero_ctx_t *
 ngx_http_vaquero_create_ctx(ngx_http_request_t *r, ngx_uint_t late)
 {
     int64_t                  start;
-    struct timespec          ts;
     ngx_pool_cleanup_t      *cln;
     ngx_http_vaquero_ctx_t  *ctx;
 
@@ -83,10 +109,8 @@ ngx_http_vaquero_create_ctx(ngx_http_request_t *r, ngx_uint_t late)
     ctx = cln->data;
     ngx_memzero(ctx, sizeof(ngx_http_vaquero_ctx_t));
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-
-    ctx->start_us = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     ctx->start_mono = ngx_http_vaquero_mono_us();
+    ctx->start_us = ngx_http_vaquero_wall_at(ctx->start_mono);
     ctx->header_length = r->request_length;
 
     if (late) {

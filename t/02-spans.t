@@ -8,6 +8,8 @@ use strict;
 use warnings;
 
 use Test::More;
+use Time::HiRes ();
+use Time::Local qw(timegm);
 use lib 't/lib';
 use VaqueroTest qw(http http_get http_post);
 
@@ -67,8 +69,10 @@ CONF
 
 my $port = $t->port('http');
 
+my $before = Time::HiRes::time();
 like(http_get($port, '/index?a=1&b=two', 'User-Agent' => 'probe/1.0'),
      qr/^HTTP\/1.1 200.*hello/s, 'GET answered');
+my $after = Time::HiRes::time();
 like(http_post($port, '/upload', 'x' x 1234,
                'Content-Type' => 'application/json'),
      qr/^HTTP\/1.1 200/, 'POST answered');
@@ -117,6 +121,15 @@ like($get->{start_time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/,
 like($get->{end_time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/,
      'end_time');
 ok($get->{end_time} ge $get->{start_time}, 'ends after it starts');
+
+# the wall clock (the span's start is the monotonic clock plus an offset
+# nginx reads again each millisecond): within the test's own readings
+my ($year, $mon, $day, $hour, $min, $sec) =
+    $get->{start_time} =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):([\d.]+)Z$/;
+my $start = timegm(0, $min, $hour, $day, $mon - 1, $year) + $sec;
+ok($start >= $before - 0.002 && $start <= $after + 0.002,
+   sprintf('start_time is the wall clock: %.6f within [%.6f, %.6f]',
+           $start, $before, $after));
 like($get->{duration_ms}, qr/^\d+$/, 'duration_ms integer');
 
 is($a->{method}, 'GET', 'method');
