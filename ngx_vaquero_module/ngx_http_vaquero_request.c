@@ -28,6 +28,12 @@ static void ngx_http_vaquero_ctx_cleanup(void *data);
 static int64_t ngx_http_vaquero_wall_at(int64_t mono);
 
 
+/* the wall clock less the monotonic clock: the worker's main thread only */
+static int64_t      ngx_http_vaquero_offset;
+static ngx_msec_t   ngx_http_vaquero_offset_msec;
+static ngx_uint_t   ngx_http_vaquero_offset_set;
+
+
 int64_t
 ngx_http_vaquero_mono_us(void)
 {
@@ -42,27 +48,29 @@ ngx_http_vaquero_mono_us(void)
 
 /*
  * The wall clock at the monotonic time mono.  The offset between the two
- * clocks is read again whenever nginx's cached time has moved (at most
- * once a millisecond), not for every request: one clock read less per
- * request, and a step of the wall clock is seen within a millisecond.
+ * clocks is read again whenever nginx's cached time has moved (each turn
+ * of the event loop, or each timer_resolution), not for every request:
+ * one clock read less per request.  Both clocks are slewed alike, so the
+ * offset only changes when the wall clock is stepped, which is seen at
+ * the next time update.
  */
 static int64_t
 ngx_http_vaquero_wall_at(int64_t mono)
 {
-    struct timespec     ts;
-    static int64_t      offset;
-    static ngx_msec_t   offset_msec;
-    static ngx_uint_t   offset_set;
+    struct timespec  ts;
 
-    if (!offset_set || offset_msec != ngx_current_msec) {
+    if (!ngx_http_vaquero_offset_set
+        || ngx_http_vaquero_offset_msec != ngx_current_msec)
+    {
         clock_gettime(CLOCK_REALTIME, &ts);
 
-        offset = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - mono;
-        offset_msec = ngx_current_msec;
-        offset_set = 1;
+        ngx_http_vaquero_offset = (int64_t) ts.tv_sec * 1000000
+                                  + ts.tv_nsec / 1000 - mono;
+        ngx_http_vaquero_offset_msec = ngx_current_msec;
+        ngx_http_vaquero_offset_set = 1;
     }
 
-    return mono + offset;
+    return mono + ngx_http_vaquero_offset;
 }
 
 
@@ -306,7 +314,8 @@ ngx_http_vaquero_sample(ngx_http_request_t *r,
     /*
      * A new trace sampled by ratio alone: what vq_sample_head() decides
      * and the tracestate it makes ("ot=th:T" sampled, none not) depend on
-     * the trace id and the location only.
+     * the trace id and the location only.  A new trace has no tracestate
+     * to keep: ngx_http_vaquero_extract() sets none when it declines.
      */
     if (tp == NULL && vlcf->sample_key == NULL) {
         ctx->sampled = vq_sample_decide(

@@ -548,12 +548,13 @@ ngx_http_vaquero_zone_claim(ngx_http_vaquero_main_conf_t *vmcf)
 
 /*
  * The queue's next slot was last written a lap (megabytes) ago: it is
- * brought in while the span is built, not waited for in the push.
+ * brought in while the request's spans are built, not waited for in the
+ * first push (each push brings in the slot after its own).
  */
 void
 ngx_http_vaquero_record_prefetch(ngx_http_vaquero_main_conf_t *vmcf)
 {
-    vq_queue_prefetch(vmcf->shm->queue, 1024);
+    vq_queue_prefetch(vmcf->shm->queue, VQ_SPAN_RECORD_MAX);
 }
 
 

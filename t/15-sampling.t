@@ -194,7 +194,7 @@ $t2->stop;
 # --- consistent across hops -----------------------------------------------
 
 my ($agree, $nested, $th, $hops) = (0, 0, 0, 400);
-my ($edge_sampled, $down_sampled) = (0, 0);
+my ($edge_sampled, $down_sampled, $exact) = (0, 0, 0);
 for my $i (1 .. $hops) {
     my $r = http_get($port, "/hop?i=$i");
     my ($a) = $r =~ /^X-Sampled: (\d)/mi;
@@ -205,11 +205,14 @@ for my $i (1 .. $hops) {
     $nested++ if !$a || $b;
     # and the edge said so in tracestate: th for 0.25 is "c"
     $th++ if !$a || $ts eq 'ot=th:c';
+    # exactly when R, the id's last 14 hex digits, reaches th:c (0.25)
+    $exact++ if $a == (substr($tid, 18) ge 'c0000000000000' ? 1 : 0);
 }
 is($nested, $hops, "downstream kept every trace the edge kept ($edge_sampled of $hops)");
 ok(abs($down_sampled / $hops - 0.5) <= 4 * sqrt(0.25 / $hops),
    "downstream decided on its own at 0.5: $down_sampled of $hops");
 is($th, $hops, 'tracestate carried ot=th:c for every sampled trace');
+is($exact, $hops, 'the edge sampled a new trace exactly when R >= th:c');
 
 # --- what an unsampled request sends upstream -----------------------------
 
