@@ -1408,6 +1408,7 @@ ngx_http_vaquero_root_tracestate(ngx_conf_t *cf,
 {
     int       n;
     char      value[VQ_OT_VALUE_MAX];
+    size_t    size;
     u_char   *p;
     vq_ot_t   ot;
 
@@ -1426,15 +1427,23 @@ ngx_http_vaquero_root_tracestate(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
-    p = ngx_pnalloc(cf->pool, sizeof("ot=") - 1 + n);
+    size = sizeof("ot=") - 1 + n;
+
+    p = ngx_pnalloc(cf->pool, size);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
+    /* as ngx_http_vaquero_set_ot() puts it into an empty tracestate */
+    n = vq_tracestate_put(NULL, 0, "ot", 2, value, n, (char *) p, size);
+    if (n <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot format the sampling threshold");
+        return NGX_ERROR;
+    }
+
     vlcf->root_tracestate.data = p;
-    p = ngx_cpymem(p, "ot=", sizeof("ot=") - 1);
-    ngx_memcpy(p, value, n);
-    vlcf->root_tracestate.len = sizeof("ot=") - 1 + n;
+    vlcf->root_tracestate.len = n;
 
     return NGX_OK;
 }

@@ -221,7 +221,6 @@ ngx_int_t ngx_http_vaquero_add_variables(ngx_conf_t *cf);
 /* ngx_http_vaquero_zone.c */
 ngx_int_t ngx_http_vaquero_add_zone(ngx_conf_t *cf,
     ngx_http_vaquero_main_conf_t *vmcf);
-void ngx_http_vaquero_record_prefetch(ngx_http_vaquero_main_conf_t *vmcf);
 void ngx_http_vaquero_record(ngx_http_vaquero_main_conf_t *vmcf,
     vq_span_t *span, ngx_log_t *log);
 vq_queue_t *ngx_http_vaquero_zone_queue(ngx_http_vaquero_main_conf_t *vmcf);

@@ -312,15 +312,16 @@ ngx_http_vaquero_sample(ngx_http_request_t *r,
     }
 
     /*
-     * A new trace sampled by ratio alone: what vq_sample_head() decides
-     * and the tracestate it makes ("ot=th:T" sampled, none not) depend on
-     * the trace id and the location only.  A new trace has no tracestate
-     * to keep: ngx_http_vaquero_extract() sets none when it declines.
+     * A new trace sampled by ratio alone: the tracestate that goes with
+     * the decision ("ot=th:T" sampled, none not) depends on the location
+     * only, and was made at configuration time.  A new trace has no
+     * tracestate to keep: ngx_http_vaquero_extract() sets none when it
+     * declines.
      */
     if (tp == NULL && vlcf->sample_key == NULL) {
-        ctx->sampled = vq_sample_decide(
-                           vq_sample_trace_randomness(ctx->trace_id),
-                           vlcf->sample_threshold);
+        ctx->sampled = (vq_sample_head(vlcf->sample_threshold, flags,
+                                       ctx->trace_id, 0, &ot)
+                        & VQ_SAMPLE_SAMPLED) != 0;
 
         if (ctx->sampled) {
             ctx->tracestate = vlcf->root_tracestate;

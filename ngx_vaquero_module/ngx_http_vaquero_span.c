@@ -363,7 +363,12 @@ ngx_http_vaquero_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    ngx_http_vaquero_record_prefetch(vmcf);
+    /*
+     * The queue's next slot was last written a lap (megabytes) ago: it is
+     * brought in while the spans are built, not waited for in the first
+     * push (each push brings in the slot after its own).
+     */
+    vq_queue_prefetch(ngx_http_vaquero_zone_queue(vmcf), VQ_SPAN_RECORD_MAX);
 
     ngx_http_vaquero_upstream_spans(r, ctx, vmcf, flags);
 

@@ -547,18 +547,6 @@ ngx_http_vaquero_zone_claim(ngx_http_vaquero_main_conf_t *vmcf)
 
 
 /*
- * The queue's next slot was last written a lap (megabytes) ago: it is
- * brought in while the request's spans are built, not waited for in the
- * first push (each push brings in the slot after its own).
- */
-void
-ngx_http_vaquero_record_prefetch(ngx_http_vaquero_main_conf_t *vmcf)
-{
-    vq_queue_prefetch(vmcf->shm->queue, VQ_SPAN_RECORD_MAX);
-}
-
-
-/*
  * Hands a finished span to the exporters.  A full queue refuses it and
  * counts the refusal; the request never waits, and the error log says so
  * at most once per interval, with how many were refused.

@@ -697,6 +697,7 @@ idle(vq_exporter_t *ex, int64_t ms)
 static void
 idle_until_wake(vq_exporter_t *ex, uint32_t seen, int64_t now)
 {
+    int           soon;
     size_t        i;
     int64_t       wait;
     uint64_t      end;
@@ -711,22 +712,23 @@ idle_until_wake(vq_exporter_t *ex, uint32_t seen, int64_t now)
         wait = ex->conf.flush_interval_ms;
     }
 
-    if (own->stalled_pos != VQ_QUEUE_NOT_STALLED && wait > VQ_SHORT_POLL_MS) {
-        wait = VQ_SHORT_POLL_MS;
-    }
+    soon = own->stalled_pos != VQ_QUEUE_NOT_STALLED;
 
     for (i = 1; i < ex->nsources; i++) {
         s = &ex->sources[i];
         end = vq_queue_end(s->queue);
 
         if (!s->superseded
-            && (end != s->idle_end || s->stalled_pos != VQ_QUEUE_NOT_STALLED)
-            && wait > VQ_SHORT_POLL_MS)
+            && (end != s->idle_end || s->stalled_pos != VQ_QUEUE_NOT_STALLED))
         {
-            wait = VQ_SHORT_POLL_MS;
+            soon = 1;
         }
 
         s->idle_end = end;
+    }
+
+    if (soon && wait > VQ_SHORT_POLL_MS) {
+        wait = VQ_SHORT_POLL_MS;
     }
 
     if (own->superseded) {
