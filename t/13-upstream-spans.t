@@ -26,7 +26,7 @@ my $silent = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
 my $silent_port = $silent->sockport;
 
 # a port nothing listens on: connections are refused
-my $closed_port = $t->port('closed');
+my $closed_port = $t->closed_port('closed');
 
 $t->write_config(<<"CONF");
 %%TEST_GLOBALS%%

@@ -20,7 +20,7 @@ my $t = VaqueroTest->new;      # the edge
 my $t2 = VaqueroTest->new;     # a second nginx with the same config
 my $down = VaqueroTest->new;   # a nginx downstream of the edge
 
-my $closed_port = $t->port('closed');
+my $closed_port = $t->closed_port('closed');
 
 my $conf = <<"CONF";
 %%TEST_GLOBALS%%

@@ -64,16 +64,40 @@ sub new {
 sub dir { $_[0]{dir} }
 sub root { $ROOT }
 
-# A free loopback port, the same one for the same name.
+# Every port given out in this process, by any instance: a port found free
+# is closed again before nginx binds it, so the kernel may offer it twice.
+my %given;
+
+# A free loopback port, the same one for the same name, never one given
+# out before.
 sub port {
     my ($self, $name) = @_;
     return $self->{ports}{$name} //= do {
-        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                      Listen => 1, ReuseAddr => 1)
-            or die "no free port: $!";
-        my $p = $s->sockport;
-        close $s;
+        my $p;
+        for (1 .. 100) {
+            my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                          LocalPort => 0, Listen => 1,
+                                          ReuseAddr => 1)
+                or die "no free port: $!";
+            $p = $s->sockport;
+            close $s;
+            last unless $given{$p}++;
+        }
         $p;
+    };
+}
+
+# A loopback port that refuses connections for as long as this object
+# lives: bound and never listening, so no other socket can take it.
+sub closed_port {
+    my ($self, $name) = @_;
+    return $self->{ports}{$name} //= do {
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                      LocalPort => 0, Proto => 'tcp')
+            or die "no free port: $!";
+        $self->{held}{$name} = $s;
+        $given{$s->sockport} = 1;
+        $s->sockport;
     };
 }
 
