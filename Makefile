@@ -33,7 +33,7 @@ SDK_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror $(CFLAGS) -Isdk/include
 SDK_SRCS    := $(wildcard sdk/src/*.c)
 SDK_HDRS    := $(wildcard sdk/include/vaquero/*.h sdk/src/*.h)
 SDK_TESTS   := ids tracecontext sampler span queue encode otlp exporter resources \
-               transport http_response
+               transport http_response http
 SDK_TEST_BINS := $(SDK_TESTS:%=$(BUILD)/sdk/test_%)
 SDK_FUZZERS := span tracecontext sampler otlp http_response
 FUZZ_SECONDS ?= 60

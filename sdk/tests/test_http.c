@@ -1,0 +1,595 @@
+/*
+ * The HTTP transport against a loopback collector that answers as each
+ * test scripts it: the request it sends (start line, Host, headers,
+ * length, body), kept-alive connections, answers chunked, interim, cut
+ * into single bytes or ended by the close, a kept-alive connection the
+ * collector closed while it was idle (sent again on a new one), and the
+ * failures: no answer, a bad one, a stall (timeout, shutdown deadline),
+ * a refused connection.
+ */
+
+#define _GNU_SOURCE
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vaquero/vaquero.h>
+#include <vaquero/transport.h>
+#include "check.h"
+
+#define MAX_REQUESTS  16
+
+enum {
+    KEEP = 0,       /* answer, keep the connection */
+    CLOSE,          /* answer, then close */
+    SILENT,         /* close without answering */
+    STALL,          /* never answer (until the test ends) */
+    BYTES           /* answer a byte at a time, keep the connection */
+};
+
+typedef struct {
+    int              fd;
+    int              port;
+    pthread_t        thread;
+    pthread_mutex_t  lock;
+    const char      *answers[MAX_REQUESTS];     /* NULL: a plain 200 */
+    int              actions[MAX_REQUESTS];
+    int              requests;
+    int              connections;
+    int              idle_closed;       /* closed after an answer */
+    char            *heads[MAX_REQUESTS];
+    char            *bodies[MAX_REQUESTS];
+    size_t           body_lens[MAX_REQUESTS];
+    int              done;
+} collector_t;
+
+/* A request: the head (NUL-terminated at its empty line) and the body. */
+static char *
+read_request(int fd, char **body, size_t *body_len)
+{
+    char    *buf, *end, *cl;
+    size_t   len, cap, need;
+    ssize_t  n;
+
+    cap = 1 << 20;
+    buf = malloc(cap + 1);
+    len = 0;
+
+    for ( ;; ) {
+        n = read(fd, buf + len, cap - len);
+        if (n <= 0) {
+            free(buf);
+            return NULL;
+        }
+        len += n;
+        buf[len] = '\0';
+
+        end = strstr(buf, "\r\n\r\n");
+        if (end == NULL) {
+            continue;
+        }
+
+        cl = strcasestr(buf, "\r\nContent-Length:");
+        need = (end - buf) + 4 + (cl ? strtoul(cl + 17, NULL, 10) : 0);
+
+        if (len >= need) {
+            *end = '\0';
+            *body_len = need - (end - buf) - 4;
+            *body = malloc(*body_len + 1);
+            memcpy(*body, end + 4, *body_len);
+            (*body)[*body_len] = '\0';
+            return buf;
+        }
+    }
+}
+
+static void *
+serve(void *data)
+{
+    collector_t  *s = data;
+    char         *head, *body;
+    const char   *answer;
+    size_t        body_len, i;
+    int           c, n, action, one;
+
+    one = 1;
+
+    while ((c = accept(s->fd, NULL, NULL)) >= 0) {
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+        pthread_mutex_lock(&s->lock);
+        s->connections++;
+        pthread_mutex_unlock(&s->lock);
+
+        while ((head = read_request(c, &body, &body_len)) != NULL) {
+            pthread_mutex_lock(&s->lock);
+            n = s->requests++;
+            if (n < MAX_REQUESTS) {
+                s->heads[n] = head;
+                s->bodies[n] = body;
+                s->body_lens[n] = body_len;
+            }
+            pthread_mutex_unlock(&s->lock);
+
+            action = n < MAX_REQUESTS ? s->actions[n] : KEEP;
+            answer = n < MAX_REQUESTS ? s->answers[n] : NULL;
+            if (answer == NULL) {
+                answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+            }
+
+            if (action == SILENT) {
+                break;
+            }
+
+            while (action == STALL
+                   && !__atomic_load_n(&s->done, __ATOMIC_ACQUIRE))
+            {
+                usleep(5000);
+            }
+
+            if (action == BYTES) {
+                for (i = 0; answer[i]; i++) {
+                    (void) !write(c, answer + i, 1);
+                    usleep(200);
+                }
+
+            } else if (write(c, answer, strlen(answer)) < 0) {
+                break;
+            }
+
+            if (action == CLOSE || action == STALL) {
+                break;
+            }
+        }
+
+        close(c);
+
+        pthread_mutex_lock(&s->lock);
+        s->idle_closed++;
+        pthread_mutex_unlock(&s->lock);
+    }
+
+    return NULL;
+}
+
+static void
+collector_start(collector_t *s)
+{
+    struct sockaddr_in  sin;
+    socklen_t           len;
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    s->fd = socket(AF_INET, SOCK_STREAM, 0);
+    bind(s->fd, (struct sockaddr *) &sin, sizeof(sin));
+    listen(s->fd, 16);
+
+    len = sizeof(sin);
+    getsockname(s->fd, (struct sockaddr *) &sin, &len);
+    s->port = ntohs(sin.sin_port);
+
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_create(&s->thread, NULL, serve, s);
+}
+
+static void
+collector_stop(collector_t *s)
+{
+    int  i;
+
+    __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+    shutdown(s->fd, SHUT_RDWR);
+    pthread_join(s->thread, NULL);
+    close(s->fd);
+
+    for (i = 0; i < s->requests && i < MAX_REQUESTS; i++) {
+        free(s->heads[i]);
+        free(s->bodies[i]);
+    }
+}
+
+static int
+collector_get(collector_t *s, int *field)
+{
+    int  n;
+
+    pthread_mutex_lock(&s->lock);
+    n = *field;
+    pthread_mutex_unlock(&s->lock);
+
+    return n;
+}
+
+/* Waits (10 s at most) until the collector closed n connections. */
+static int
+wait_closed(collector_t *s, int n)
+{
+    int  i;
+
+    for (i = 0; i < 2000; i++) {
+        if (collector_get(s, &s->idle_closed) >= n) {
+            return 1;
+        }
+        usleep(5000);
+    }
+
+    return 0;
+}
+
+/* descriptors open in this process */
+static int
+open_fds(void)
+{
+    char  path[64];
+    int   fd, n;
+
+    n = 0;
+
+    for (fd = 0; fd < 1024; fd++) {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n += access(path, F_OK) == 0;
+    }
+
+    return n;
+}
+
+static vq_transport_t *
+transport(int port, const char *path, unsigned timeout_ms)
+{
+    vq_http_conf_t   conf;
+    vq_transport_t  *t;
+    char             url[128], err[256];
+    const char      *lines[] = { "Content-Type: application/json",
+                                 "User-Agent: test/1",
+                                 "Authorization: Bearer k-1" };
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+
+    memset(&conf, 0, sizeof(conf));
+    conf.url = url;
+    conf.timeout_ms = timeout_ms;
+
+    t = vq_transport_http_create(&conf, err, sizeof(err));
+    if (t == NULL) {
+        fprintf(stderr, "transport: %s\n", err);
+        return NULL;
+    }
+
+    CHECK_INT(vq_transport_set_headers(t, lines, 3), VQ_OK);
+
+    return t;
+}
+
+static void
+send_body(vq_transport_t *t, const char *text, vq_send_result_t *r)
+{
+    vq_buf_t  body;
+
+    vq_buf_init(&body);
+    vq_buf_append(&body, text, strlen(text));
+    vq_transport_send(t, &body, r);
+    vq_buf_free(&body);
+}
+
+static void
+test_request(void)
+{
+    collector_t        s;
+    vq_transport_t    *t;
+    vq_send_result_t   r;
+    char               want[256];
+    const char        *bad[] = { "X-Evil: a\r\nX-Injected: 1" };
+
+    memset(&s, 0, sizeof(s));
+    collector_start(&s);
+
+    t = transport(s.port, "/base/v1/traces?tenant=a%20b", 5000);
+
+    send_body(t, "{\"resourceSpans\":[]}", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.error, "");
+
+    send_body(t, "second", &r);
+    CHECK_INT(r.status, 200);
+
+    CHECK_INT(s.requests, 2);
+    snprintf(want, sizeof(want), "POST /base/v1/traces?tenant=a%%20b "
+             "HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+             "application/json\r\nUser-Agent: test/1\r\nAuthorization: "
+             "Bearer k-1\r\nContent-Length: 20", s.port);
+    CHECK_STR(s.heads[0], want);
+    CHECK_STR(s.bodies[0], "{\"resourceSpans\":[]}");
+    CHECK_STR(s.bodies[1], "second");
+    CHECK(strstr(s.heads[1], "\r\nContent-Length: 6") != NULL);
+
+    /* one connection, kept alive */
+    CHECK_INT(s.connections, 1);
+
+    /* a header line cannot add lines of its own */
+    CHECK_INT(vq_transport_set_headers(t, bad, 1), VQ_EINVAL);
+    send_body(t, "third", &r);
+    CHECK_INT(r.status, 200);
+    CHECK(strstr(s.heads[2], "X-Injected") == NULL);
+    CHECK(strstr(s.heads[2], "Authorization: Bearer k-1") != NULL);
+
+    vq_transport_destroy(t);
+    collector_stop(&s);
+}
+
+static void
+test_answers(void)
+{
+    collector_t        s;
+    vq_transport_t    *t;
+    vq_send_result_t   r;
+    int                i;
+
+    memset(&s, 0, sizeof(s));
+    s.answers[0] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "4;x=y\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\nTrailer: t\r\n\r\n";
+    s.answers[1] = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\n"
+                   "Content-Length: 0\r\n\r\n";
+    s.answers[2] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                   "Content-Length: 21\r\n\r\n{\"partialSuccess\":{}}";
+    s.actions[2] = BYTES;
+    s.answers[3] = "HTTP/1.1 503 Busy\r\nRetry-After: 2\r\n"
+                   "Content-Length: 4\r\n\r\nbusy";
+    s.answers[4] = "HTTP/1.1 301 Moved\r\nLocation: https://c.example/v1/"
+                   "traces\r\nContent-Length: 0\r\n\r\n";
+    s.answers[5] = "HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "0\r\n\r\n";
+    collector_start(&s);
+
+    t = transport(s.port, "/", 5000);
+
+    send_body(t, "0", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.error, "");
+
+    send_body(t, "1", &r);
+    CHECK_INT(r.status, 202);
+
+    send_body(t, "2", &r);
+    CHECK_INT(r.status, 200);
+
+    send_body(t, "3", &r);
+    CHECK_INT(r.status, 503);
+    CHECK_INT(r.retry_after_ms, 2000);
+
+    send_body(t, "4", &r);
+    CHECK_INT(r.status, 301);
+    CHECK_STR(r.location, "https://c.example/v1/traces");
+
+    send_body(t, "5", &r);
+    CHECK_INT(r.status, 400);
+    CHECK_INT(r.retry_after_ms, -1);
+    CHECK_STR(r.location, "");
+
+    /* every answer ended where it should: all on one connection */
+    CHECK_INT(s.requests, 6);
+    CHECK_INT(s.connections, 1);
+
+    for (i = 0; i < 6 && i < s.requests; i++) {
+        CHECK_INT(s.body_lens[i], 1);
+    }
+
+    vq_transport_destroy(t);
+    collector_stop(&s);
+}
+
+static void
+test_connection_close(void)
+{
+    collector_t        s;
+    vq_transport_t    *t;
+    vq_send_result_t   r;
+    int                fds;
+
+    memset(&s, 0, sizeof(s));
+    s.answers[0] = "HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                   "Content-Length: 2\r\n\r\n{}";
+    s.actions[0] = CLOSE;
+    /* no length: the answer ends with the connection */
+    s.answers[1] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nok";
+    s.actions[1] = CLOSE;
+    s.answers[2] = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+    s.actions[2] = CLOSE;
+    collector_start(&s);
+
+    t = transport(s.port, "/", 5000);
+    fds = open_fds();
+
+    send_body(t, "a", &r);
+    CHECK_INT(r.status, 200);
+    send_body(t, "b", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.error, "");
+    send_body(t, "c", &r);
+    CHECK_INT(r.status, 200);
+    send_body(t, "d", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.error, "");
+
+    /* a new connection after each answer that ended one; each sent once */
+    CHECK_INT(s.requests, 4);
+    CHECK_INT(s.connections, 4);
+
+    /*
+     * The ones ended are closed: only the last is open, both its ends in
+     * this process (the collector closed the others' before it took the
+     * next connection).
+     */
+    CHECK_INT(open_fds(), fds + 2);
+
+    vq_transport_destroy(t);
+    collector_stop(&s);
+}
+
+static void
+test_idle_close(void)
+{
+    collector_t        s;
+    vq_transport_t    *t;
+    vq_send_result_t   r;
+
+    memset(&s, 0, sizeof(s));
+    /* a 200 that keeps the connection, which the collector then closes */
+    s.actions[0] = CLOSE;
+    s.actions[1] = CLOSE;
+    collector_start(&s);
+
+    t = transport(s.port, "/", 5000);
+
+    send_body(t, "first", &r);
+    CHECK_INT(r.status, 200);
+    CHECK(wait_closed(&s, 1));
+
+    /* found closed: sent once more on a new connection, no error */
+    send_body(t, "second", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.error, "");
+    CHECK_INT(s.requests, 2);
+    CHECK_INT(s.connections, 2);
+    CHECK(wait_closed(&s, 2));
+
+    /* again, and the collector gets each body once */
+    send_body(t, "third", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_INT(s.requests, 3);
+    CHECK_STR(s.bodies[1], "second");
+    CHECK_STR(s.bodies[2], "third");
+
+    vq_transport_destroy(t);
+    collector_stop(&s);
+}
+
+static void
+test_failures(void)
+{
+    collector_t        s;
+    vq_transport_t    *t;
+    vq_send_result_t   r;
+
+    memset(&s, 0, sizeof(s));
+    s.actions[0] = SILENT;
+    s.answers[1] = "SMTP ready\r\n\r\n";
+    s.answers[2] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}";
+    s.actions[2] = CLOSE;
+    collector_start(&s);
+
+    t = transport(s.port, "/", 5000);
+
+    /* a new connection closed without an answer: not sent again here */
+    send_body(t, "0", &r);
+    CHECK_INT(r.status, 0);
+    CHECK_STR(r.error, "the collector closed the connection without "
+              "answering");
+    CHECK_INT(s.requests, 1);
+
+    send_body(t, "1", &r);
+    CHECK_INT(r.status, 0);
+    CHECK_STR(r.error, "the answer does not start with an HTTP/1.x status "
+              "line");
+
+    send_body(t, "2", &r);
+    CHECK_INT(r.status, 0);
+    CHECK_STR(r.error, "the collector closed the connection in the middle "
+              "of its answer");
+
+    /* and the next one goes out on a new connection */
+    send_body(t, "3", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.error, "");
+    CHECK_INT(s.requests, 4);
+    CHECK_INT(s.connections, 4);
+
+    vq_transport_destroy(t);
+    collector_stop(&s);
+}
+
+static void
+test_stalls(void)
+{
+    collector_t        s;
+    vq_transport_t    *t;
+    vq_send_result_t   r;
+    struct timespec    ts;
+    int64_t            now;
+
+    memset(&s, 0, sizeof(s));
+    s.actions[0] = STALL;
+    s.actions[1] = STALL;
+    collector_start(&s);
+
+    /* the request's own timeout */
+    t = transport(s.port, "/", 300);
+    send_body(t, "0", &r);
+    CHECK_INT(r.status, 0);
+    CHECK_STR(r.error, "no answer within 300 ms");
+    vq_transport_destroy(t);
+
+    /* the shutdown deadline, well before the request's timeout */
+    t = transport(s.port, "/", 60000);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    vq_transport_abort_at(t, now + 200);
+    send_body(t, "1", &r);
+    CHECK_INT(r.status, 0);
+    CHECK_STR(r.error, "abandoned at the shutdown deadline");
+    vq_transport_destroy(t);
+
+    /* the collector stalls on the first one, never reading the second */
+    CHECK_INT(collector_get(&s, &s.requests), 1);
+
+    collector_stop(&s);
+}
+
+static void
+test_refused(void)
+{
+    struct sockaddr_in  sin;
+    socklen_t           len;
+    vq_transport_t     *t;
+    vq_send_result_t    r;
+    int                 fd;
+
+    /* bound, never listening: connections to it are refused */
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    bind(fd, (struct sockaddr *) &sin, sizeof(sin));
+    len = sizeof(sin);
+    getsockname(fd, (struct sockaddr *) &sin, &len);
+
+    t = transport(ntohs(sin.sin_port), "/", 5000);
+    send_body(t, "0", &r);
+    CHECK_INT(r.status, 0);
+    CHECK(strstr(r.error, "onnect") != NULL);
+    fprintf(stderr, "test_http: refused: %s\n", r.error);
+
+    vq_transport_destroy(t);
+    close(fd);
+}
+
+int
+main(void)
+{
+    test_request();
+    test_answers();
+    test_connection_close();
+    test_idle_close();
+    test_failures();
+    test_stalls();
+    test_refused();
+
+    return check_summary("test_http");
+}
