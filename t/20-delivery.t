@@ -3,7 +3,8 @@
 # Delivery as the protocol expects, against a collector that misbehaves
 # on purpose: Retry-After honoured on 429 and 503 (seconds and HTTP-date),
 # a 301 dropped and counted (never followed, never retried), an answer cut
-# by a reset retried, connections refused and then accepted again; and
+# by a reset retried before its status came and not after, connections
+# refused and then accepted again; and
 # with Debian's default error_log level (error), the failures, the spans
 # dropped (with their count) and what the exporter says while it stops at
 # "nginx -s quit" are all in the log.
@@ -110,19 +111,37 @@ like($r[0]{body}, qr{"url.path":"/redirected"}, 'with the dropped span');
 unlike($r[1]{body}, qr{/redirected}, 'which is not sent again');
 like($r[1]{body}, qr{/after-redirect}, 'the next span is');
 
-# --- an answer cut by a reset: retried ------------------------------------
+# --- an answer cut by a reset before its status: retried ---------------
 
 $t->clear_collected;
-$t->collector_mode('reset', '200');
+$t->collector_mode('reset-head', '200');
 http_get($port, '/reset');
 @r = requests(2);
-is(scalar @r, 2, 'reset mid-answer: sent again');
-is($r[0]{mode}, 'reset', 'the first answer was cut');
+is(scalar @r, 2, 'reset in the status line: sent again');
+is($r[0]{mode}, 'reset-head', 'the first answer was cut');
 is($r[1]{body}, $r[0]{body}, 'the same batch');
 my @spans = $t->wait_for(sub { $t->server_spans }, 1);
 is(scalar @spans, 1, 'delivered');
 $s = status_json($port);
 is($s->{export_retries}, 3, 'a retry more');
+
+# --- cut after its status: the 200 stands, the batch is not sent again --
+
+$t->clear_collected;
+$t->collector_mode('reset', '200');
+my $exported = $s->{spans_exported};
+http_get($port, '/reset-body');
+$until = time + 15;
+$s = status_json($port) until $s->{spans_exported} > $exported || time > $until;
+is($s->{spans_exported}, $exported + 1, 'reset after a 200: exported');
+is($s->{export_retries}, 3, 'not retried');
+http_get($port, '/after-reset');
+@r = requests(2);
+is(scalar @r, 2, 'the next batch goes out');
+is($r[0]{mode}, 'reset', 'the first answer was cut');
+like($r[0]{body}, qr{"url.path":"/reset-body"}, 'with the span');
+unlike($r[1]{body}, qr{/reset-body}, 'which is not sent again');
+like($r[1]{body}, qr{/after-reset}, 'the next span is');
 
 # --- refused connections, a full queue, error-level log lines -----------
 

@@ -15,6 +15,7 @@ enum {
     ST_LENGTH,
     ST_CHUNK_SIZE_FIRST,
     ST_CHUNK_SIZE,
+    ST_CHUNK_SIZE_WS,
     ST_CHUNK_EXT,
     ST_CHUNK_SIZE_LF,
     ST_CHUNK_DATA,
@@ -30,6 +31,7 @@ void
 vq_http_response_init(vq_http_response_t *r)
 {
     r->status = 0;
+    r->final = 0;
     r->keep_alive = 0;
     r->retry_after[0] = '\0';
     r->location[0] = '\0';
@@ -290,8 +292,12 @@ parse_head(vq_http_response_t *r)
             r->state = ST_UNTIL_CLOSE;
         }
 
-        /* with a Content-Length as well, it is not to be trusted further */
-        if (has_length) {
+        /*
+         * With a Content-Length as well, or from HTTP/1.0, which has no
+         * Transfer-Encoding, the connection is not to be trusted further
+         * (RFC 9112, 6.1 and 6.3).
+         */
+        if (has_length || http10) {
             r->keep_alive = 0;
         }
 
@@ -307,6 +313,8 @@ parse_head(vq_http_response_t *r)
         r->until_close = 1;
         r->keep_alive = 0;
     }
+
+    r->final = 1;
 
     return VQ_OK;
 }
@@ -357,7 +365,7 @@ read_head(vq_http_response_t *r, const char *data, size_t len, size_t *used)
     r->head_len += n;
 
     if (r->head_len == VQ_HTTP_HEAD_MAX) {
-        return fail(r, "the answer's headers are longer than 16 KB");
+        return fail(r, "the answer's headers are longer than 64 KB");
     }
 
     return VQ_OK;
@@ -388,7 +396,19 @@ chunk_byte(vq_http_response_t *r, unsigned char c)
             return fail(r, "the answer has a chunk without a size");
         }
 
-        if (c == ';' || c == ' ' || c == '\t') {
+        /* fall through */
+
+    case ST_CHUNK_SIZE_WS:
+        /* chunk-size [ BWS ";" chunk-ext ] CRLF */
+        if (c == ' ' || c == '\t') {
+            if (++r->line_len > VQ_HTTP_CHUNK_LINE_MAX) {
+                return fail(r, "the answer has a chunk size line too long");
+            }
+            r->state = ST_CHUNK_SIZE_WS;
+            break;
+        }
+
+        if (c == ';') {
             r->state = ST_CHUNK_EXT;
             break;
         }

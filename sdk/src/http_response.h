@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VQ_HTTP_HEAD_MAX        16384   /* status line and headers */
+#define VQ_HTTP_HEAD_MAX        65536   /* status line and headers */
 #define VQ_HTTP_CHUNK_LINE_MAX  1024    /* a chunk's size line, extensions in */
 
 /* vq_http_response_feed(): the message is not over yet */
@@ -21,6 +21,7 @@
 typedef struct {
     /* what the response said, once the head is read */
     int          status;            /* the final status: 200..999 */
+    int          final;             /* its head is read: the fields hold */
     int          keep_alive;        /* may carry another request */
     char         retry_after[64];   /* "" when absent or longer */
     char         location[256];     /* "", or cut at 255 bytes */

@@ -7,9 +7,12 @@
  * calls and about 30 us of CPU more per request (URL parsing, header
  * building, connection checks), on a thread that shares the worker's core.
  *
- * The connection is kept alive.  One that the collector closed while it
- * was idle is found when a request on it gets no answer at all; that
- * request is sent once more, on a new connection.  Every wait is a poll()
+ * The connection is kept alive.  Before it carries a request, a look
+ * whether the collector closed it while it was idle (or left an answer
+ * nobody asked for); one that still turns out closed before a byte of
+ * the answer came gets that request once more, on a new connection.  An
+ * answer that comes while the request is still going out (a 413) ends
+ * the sending.  Every wait is a poll()
  * that another thread can end (http_wakeup()), so that a transfer is cut
  * short at a shutdown deadline.  TLS material comes as PEM contents (read
  * by whoever could read the files: the nginx master), gzip with zlib.
@@ -35,8 +38,8 @@
 #define VQ_TRANSFER_POLL_MS    50       /* deadline checks during a transfer */
 #define VQ_ANSWER_READ         16384    /* bytes of an answer read at once */
 
-/* exchange(): the connection was found closed before any answer */
-#define VQ_HTTP_CLOSED         1
+/* read_answer(), exchange(): the connection closed, or failed */
+#define VQ_HTTP_CLOSED         2
 
 typedef struct {
     vq_transport_t      t;
@@ -67,6 +70,34 @@ free_wiped(vq_buf_t *b)
     }
 
     vq_buf_free(b);
+}
+
+/*
+ * Room for size bytes, the contents dropped: never by realloc(), which
+ * would leave a copy of the old block (the request head: credentials)
+ * in freed memory.
+ */
+static int
+reserve_wiped(vq_buf_t *b, size_t size)
+{
+    char  *data;
+
+    if (b->cap >= size) {
+        vq_buf_reset(b);
+        return VQ_OK;
+    }
+
+    data = malloc(size);
+    if (data == NULL) {
+        return VQ_ENOMEM;
+    }
+
+    free_wiped(b);
+
+    b->data = data;
+    b->cap = size;
+
+    return VQ_OK;
 }
 
 static void
@@ -151,7 +182,7 @@ http_set_headers(vq_transport_t *t, const char *const *lines, size_t n)
 {
     vq_http_transport_t  *h = (vq_http_transport_t *) t;
     vq_buf_t              head;
-    size_t                i;
+    size_t                i, size;
 
     for (i = 0; i < n; i++) {
         if (strpbrk(lines[i], "\r\n") != NULL) {
@@ -159,7 +190,17 @@ http_set_headers(vq_transport_t *t, const char *const *lines, size_t n)
         }
     }
 
+    size = strlen(h->start) + sizeof("Content-Encoding: gzip\r\n");
+    for (i = 0; i < n; i++) {
+        size += strlen(lines[i]) + 2;
+    }
+
     vq_buf_init(&head);
+
+    if (reserve_wiped(&head, size) != VQ_OK) {
+        return VQ_ENOMEM;
+    }
+
     vq_buf_append(&head, h->start, strlen(h->start));
 
     for (i = 0; i < n; i++) {
@@ -317,10 +358,13 @@ connect_collector(vq_http_transport_t *h, int64_t deadline,
     return VQ_OK;
 }
 
-/* Waits until the connection is ready for events, or may_wait() says no. */
+/*
+ * Waits until the connection is ready for some of events (*ready: which,
+ * an error or a hang-up among them), or may_wait() says no.
+ */
 static int
 wait_for(vq_http_transport_t *h, short events, int64_t deadline,
-    vq_send_result_t *r)
+    vq_send_result_t *r, short *ready)
 {
     struct pollfd  pfd[2];
     int            ms;
@@ -342,8 +386,8 @@ wait_for(vq_http_transport_t *h, short events, int64_t deadline,
                 drain_wakes(h);
             }
 
-            /* an error or a hang-up: the next send or recv says which */
             if (pfd[0].revents) {
+                *ready = pfd[0].revents;
                 return VQ_OK;
             }
         }
@@ -359,56 +403,34 @@ io_error(vq_http_transport_t *h, vq_send_result_t *r, const char *doing,
 }
 
 /*
- * Sends the request and reads the answer into h->answer: VQ_OK; VQ_ERROR
- * with r->error; or VQ_HTTP_CLOSED, when the connection failed before a
- * byte of an answer came (a kept-alive one the collector had closed).
+ * Takes in what the connection holds of the answer, without waiting:
+ * VQ_OK, the answer is over; VQ_HTTP_AGAIN, more is to come; otherwise
+ * r->error says why: VQ_HTTP_CLOSED, the connection closed or failed;
+ * VQ_ERROR, not an answer, or a deadline (checked on every read, for an
+ * answer that never stops coming).
  */
 static int
-exchange(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
+read_answer(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
 {
-    char        buf[VQ_ANSWER_READ];
-    const char  *p;
-    size_t      left, n, used;
-    CURLcode    rc;
-    int         fed;
-
-    h->curl_error[0] = '\0';
-    p = h->request.data;
-    left = h->request.len;
-
-    while (left) {
-        rc = curl_easy_send(h->curl, p, left, &n);
-
-        if (rc == CURLE_OK) {
-            p += n;
-            left -= n;
-
-        } else if (rc == CURLE_AGAIN) {
-            if (wait_for(h, POLLOUT, deadline, r) != VQ_OK) {
-                return VQ_ERROR;
-            }
-
-        } else {
-            io_error(h, r, "sending", rc);
-            return VQ_HTTP_CLOSED;
-        }
-    }
-
-    vq_http_response_init(&h->answer);
+    char      buf[VQ_ANSWER_READ];
+    size_t    n, used;
+    CURLcode  rc;
+    int       fed, ms;
 
     for ( ;; ) {
+        if (!may_wait(h, deadline, r, &ms)) {
+            return VQ_ERROR;
+        }
+
         rc = curl_easy_recv(h->curl, buf, sizeof(buf), &n);
 
         if (rc == CURLE_AGAIN) {
-            if (wait_for(h, POLLIN, deadline, r) != VQ_OK) {
-                return VQ_ERROR;
-            }
-            continue;
+            return VQ_HTTP_AGAIN;
         }
 
         if (rc != CURLE_OK) {
             io_error(h, r, "reading the answer", rc);
-            return h->answer.received ? VQ_ERROR : VQ_HTTP_CLOSED;
+            return VQ_HTTP_CLOSED;
         }
 
         if (n == 0) {
@@ -417,7 +439,7 @@ exchange(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
             }
 
             snprintf(r->error, sizeof(r->error), "%s", h->answer.error);
-            return h->answer.received ? VQ_ERROR : VQ_HTTP_CLOSED;
+            return VQ_HTTP_CLOSED;
         }
 
         fed = vq_http_response_feed(&h->answer, buf, n, &used);
@@ -437,6 +459,114 @@ exchange(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
     }
 }
 
+/*
+ * Sends the request and reads the answer into h->answer: VQ_OK; VQ_ERROR
+ * with r->error; or VQ_HTTP_CLOSED, when the connection failed before a
+ * byte of an answer came (a kept-alive one the collector had closed).
+ * A final status read stands whatever goes wrong after it: what did goes
+ * into r->warning.
+ */
+static int
+exchange(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
+{
+    const char  *p;
+    size_t       left, n;
+    CURLcode     rc;
+    short        ready;
+    int          got;
+
+    h->curl_error[0] = '\0';
+    vq_http_response_init(&h->answer);
+
+    p = h->request.data;
+    left = h->request.len;
+    got = VQ_HTTP_AGAIN;
+
+    /* the request; an answer that comes meanwhile is read as it comes */
+    while (left && got == VQ_HTTP_AGAIN) {
+        rc = curl_easy_send(h->curl, p, left, &n);
+
+        if (rc == CURLE_OK) {
+            p += n;
+            left -= n;
+            continue;
+        }
+
+        if (rc != CURLE_AGAIN) {
+            /* what the collector said before it closed, if anything */
+            got = read_answer(h, deadline, r);
+
+            if (got != VQ_OK && !h->answer.final) {
+                io_error(h, r, "sending", rc);
+                got = VQ_HTTP_CLOSED;
+            }
+            break;
+        }
+
+        if (wait_for(h, POLLOUT | POLLIN, deadline, r, &ready) != VQ_OK) {
+            got = VQ_ERROR;
+            break;
+        }
+
+        if (ready & ~POLLOUT) {
+            got = read_answer(h, deadline, r);
+        }
+    }
+
+    while (got == VQ_HTTP_AGAIN) {
+        if (wait_for(h, POLLIN, deadline, r, &ready) != VQ_OK) {
+            got = VQ_ERROR;
+            break;
+        }
+
+        got = read_answer(h, deadline, r);
+    }
+
+    if (got == VQ_OK) {
+        if (left) {
+            /* answered before all of the request went: it carries no more */
+            h->answer.keep_alive = 0;
+        }
+        return VQ_OK;
+    }
+
+    if (h->answer.final) {
+        snprintf(r->warning, sizeof(r->warning), "answered HTTP %d, then "
+                 "%.200s", h->answer.status, r->error);
+        r->error[0] = '\0';
+        h->answer.keep_alive = 0;
+        return VQ_OK;
+    }
+
+    return (got == VQ_HTTP_CLOSED && h->answer.received == 0) ? VQ_HTTP_CLOSED
+                                                              : VQ_ERROR;
+}
+
+/*
+ * Before a kept-alive connection carries a request: still open?  The
+ * collector may have closed it while idle (its keep-alive timeout), or
+ * left an answer nobody asked for (a 408 on idle): either makes it
+ * readable.  So do TLS records without data (session tickets), which are
+ * only taken in.
+ */
+static int
+still_open(vq_http_transport_t *h)
+{
+    struct pollfd  pfd;
+    char           buf[256];
+    size_t         n;
+
+    pfd.fd = h->fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+
+    if (poll(&pfd, 1, 0) == 0) {
+        return 1;
+    }
+
+    return curl_easy_recv(h->curl, buf, sizeof(buf), &n) == CURLE_AGAIN;
+}
+
 static int64_t
 unix_ms(void)
 {
@@ -453,7 +583,7 @@ http_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
     const char           *data;
     size_t                len;
     int64_t               deadline;
-    int                   rc, reused, attempt, n;
+    int                   rc, reused, n;
     char                  length[48];
 
     deadline = vq_monotonic_ms() + h->timeout_ms;
@@ -480,20 +610,26 @@ http_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
     }
 
     /* one buffer, so that a request goes out in one send */
-    vq_buf_reset(&h->request);
-    vq_buf_append(&h->request, h->head.data, h->head.len);
     n = snprintf(length, sizeof(length), "Content-Length: %zu\r\n\r\n",
                  len);
-    vq_buf_append(&h->request, length, (size_t) n);
-    vq_buf_append(&h->request, data, len);
 
-    if (h->request.failed) {
+    if (reserve_wiped(&h->request, h->head.len + (size_t) n + len)
+        != VQ_OK)
+    {
         snprintf(r->error, sizeof(r->error), "out of memory for a request "
                  "of %zu bytes", len);
         return;
     }
 
-    for (attempt = 0; ; attempt++) {
+    vq_buf_append(&h->request, h->head.data, h->head.len);
+    vq_buf_append(&h->request, length, (size_t) n);
+    vq_buf_append(&h->request, data, len);
+
+    if (h->fd != CURL_SOCKET_BAD && !still_open(h)) {
+        disconnect(h);
+    }
+
+    for ( ;; ) {
         reused = h->fd != CURL_SOCKET_BAD;
 
         if (!reused && connect_collector(h, deadline, r) != VQ_OK) {
@@ -508,8 +644,8 @@ http_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
 
         disconnect(h);
 
-        /* the collector closed a kept-alive connection: once on a new one */
-        if (rc != VQ_HTTP_CLOSED || !reused || attempt > 0) {
+        /* a kept-alive connection closed under it: once on a new one */
+        if (rc != VQ_HTTP_CLOSED || !reused) {
             return;
         }
 
@@ -641,8 +777,14 @@ vq_transport_http_create(const vq_http_conf_t *conf, char *err,
     }
 
     for (i = 0; i < 2; i++) {
-        (void) fcntl(h->wake[i], F_SETFL, O_NONBLOCK);
-        (void) fcntl(h->wake[i], F_SETFD, FD_CLOEXEC);
+        if (fcntl(h->wake[i], F_SETFL, O_NONBLOCK) == -1
+            || fcntl(h->wake[i], F_SETFD, FD_CLOEXEC) == -1)
+        {
+            snprintf(err, err_size, "cannot set up a pipe: %s",
+                     strerror(errno));
+            http_destroy(&h->t);
+            return NULL;
+        }
     }
 
     if (h->start == NULL) {
@@ -682,6 +824,8 @@ vq_transport_http_create(const vq_http_conf_t *conf, char *err,
         /* and HTTP/1.1 is what they are, whatever TLS would offer */
         || curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
                             (long) CURL_HTTP_VERSION_1_1) != CURLE_OK
+        /* through a proxy the environment names (nginx's "env"): a tunnel */
+        || curl_easy_setopt(c, CURLOPT_HTTPPROXYTUNNEL, 1L) != CURLE_OK
         || curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK
         || curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->curl_error)
            != CURLE_OK

@@ -2,15 +2,18 @@
  * The HTTP transport against a loopback collector that answers as each
  * test scripts it: the request it sends (start line, Host, headers,
  * length, body), kept-alive connections, answers chunked, interim, cut
- * into single bytes or ended by the close, a kept-alive connection the
- * collector closed while it was idle (sent again on a new one), and the
- * failures: no answer, a bad one, a stall (timeout, shutdown deadline),
- * a refused connection.
+ * into single bytes or ended by the close; a kept-alive connection the
+ * collector closed while it was idle, or left an answer on, or closed
+ * without answering (the request sent again on a new one); an answer
+ * before the whole request went (a 413); a proxy tunnel; and the
+ * failures: no answer, a bad one, a cut one, a stall (timeout, shutdown
+ * deadline), a refused connection.
  */
 
 #define _GNU_SOURCE
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +33,14 @@ enum {
     CLOSE,          /* answer, then close */
     SILENT,         /* close without answering */
     STALL,          /* never answer (until the test ends) */
-    BYTES           /* answer a byte at a time, keep the connection */
+    BYTES,          /* answer a byte at a time, keep the connection */
+    EARLY,          /* answer once 64 KB came, read no more (until the end) */
+    LEFTOVER        /* answer, then a 408 nobody asked for, and close */
 };
+
+#define LEFTOVER_408                                                         \
+    "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"                 \
+    "Content-Length: 0\r\n\r\n"
 
 typedef struct {
     int              fd;
@@ -43,6 +52,7 @@ typedef struct {
     int              requests;
     int              connections;
     int              idle_closed;       /* closed after an answer */
+    int              go;                /* LEFTOVER: the test read it */
     char            *heads[MAX_REQUESTS];
     char            *bodies[MAX_REQUESTS];
     size_t           body_lens[MAX_REQUESTS];
@@ -89,6 +99,40 @@ read_request(int fd, char **body, size_t *body_len)
     }
 }
 
+/* The head and at least want bytes in all, of a request not read whole. */
+static char *
+read_some(int fd, size_t want, char **body, size_t *body_len)
+{
+    char     *buf, *end;
+    size_t    len;
+    ssize_t   n;
+
+    buf = malloc(want + 1);
+    len = 0;
+
+    while (len < want) {
+        n = read(fd, buf + len, want - len);
+        if (n <= 0) {
+            free(buf);
+            return NULL;
+        }
+        len += n;
+    }
+
+    buf[len] = '\0';
+    end = strstr(buf, "\r\n\r\n");
+    if (end == NULL) {
+        free(buf);
+        return NULL;
+    }
+
+    *end = '\0';
+    *body_len = len - (end - buf) - 4;
+    *body = strdup("(not read)");
+
+    return buf;
+}
+
 static void *
 serve(void *data)
 {
@@ -107,7 +151,21 @@ serve(void *data)
         s->connections++;
         pthread_mutex_unlock(&s->lock);
 
-        while ((head = read_request(c, &body, &body_len)) != NULL) {
+        for ( ;; ) {
+            pthread_mutex_lock(&s->lock);
+            n = s->requests;
+            pthread_mutex_unlock(&s->lock);
+
+            if (n < MAX_REQUESTS && s->actions[n] == EARLY) {
+                head = read_some(c, 65536, &body, &body_len);
+            } else {
+                head = read_request(c, &body, &body_len);
+            }
+
+            if (head == NULL) {
+                break;
+            }
+
             pthread_mutex_lock(&s->lock);
             n = s->requests++;
             if (n < MAX_REQUESTS) {
@@ -133,6 +191,16 @@ serve(void *data)
                 usleep(5000);
             }
 
+            if (action == EARLY) {
+                /* the answer, then nothing read until the test ends */
+                (void) !write(c, answer, strlen(answer));
+
+                while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) {
+                    usleep(5000);
+                }
+                break;
+            }
+
             if (action == BYTES) {
                 for (i = 0; answer[i]; i++) {
                     (void) !write(c, answer + i, 1);
@@ -143,7 +211,15 @@ serve(void *data)
                 break;
             }
 
-            if (action == CLOSE || action == STALL) {
+            if (action == LEFTOVER) {
+                /* once the test has read the answer: the 408, on its own */
+                while (!__atomic_load_n(&s->go, __ATOMIC_ACQUIRE)) {
+                    usleep(1000);
+                }
+                (void) !write(c, LEFTOVER_408, strlen(LEFTOVER_408));
+            }
+
+            if (action == CLOSE || action == STALL || action == LEFTOVER) {
                 break;
             }
         }
@@ -441,9 +517,11 @@ test_idle_close(void)
     vq_send_result_t   r;
 
     memset(&s, 0, sizeof(s));
-    /* a 200 that keeps the connection, which the collector then closes */
+    /* 200s that keep the connection, which the collector then closes */
     s.actions[0] = CLOSE;
     s.actions[1] = CLOSE;
+    /* and a 408 it leaves behind before it closes */
+    s.actions[2] = LEFTOVER;
     collector_start(&s);
 
     t = transport(s.port, "/", 5000);
@@ -452,7 +530,7 @@ test_idle_close(void)
     CHECK_INT(r.status, 200);
     CHECK(wait_closed(&s, 1));
 
-    /* found closed: sent once more on a new connection, no error */
+    /* found closed before it is used: the request goes on a new one */
     send_body(t, "second", &r);
     CHECK_INT(r.status, 200);
     CHECK_STR(r.error, "");
@@ -460,12 +538,85 @@ test_idle_close(void)
     CHECK_INT(s.connections, 2);
     CHECK(wait_closed(&s, 2));
 
-    /* again, and the collector gets each body once */
     send_body(t, "third", &r);
     CHECK_INT(r.status, 200);
-    CHECK_INT(s.requests, 3);
+    __atomic_store_n(&s.go, 1, __ATOMIC_RELEASE);
+    CHECK(wait_closed(&s, 3));
+
+    /* the 408 left on the connection is not this request's answer */
+    send_body(t, "fourth", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.error, "");
+
+    /* and the collector got each body once */
+    CHECK_INT(s.requests, 4);
+    CHECK_INT(s.connections, 4);
     CHECK_STR(s.bodies[1], "second");
     CHECK_STR(s.bodies[2], "third");
+    CHECK_STR(s.bodies[3], "fourth");
+
+    vq_transport_destroy(t);
+    collector_stop(&s);
+}
+
+static void
+test_closed_unanswered(void)
+{
+    collector_t        s;
+    vq_transport_t    *t;
+    vq_send_result_t   r;
+
+    memset(&s, 0, sizeof(s));
+    /* the second request on the kept-alive connection: no answer, closed */
+    s.actions[1] = SILENT;
+    collector_start(&s);
+
+    t = transport(s.port, "/", 5000);
+
+    send_body(t, "a", &r);
+    CHECK_INT(r.status, 200);
+
+    /* sent once more, on a new connection */
+    send_body(t, "b", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.error, "");
+    CHECK_INT(s.requests, 3);
+    CHECK_INT(s.connections, 2);
+    CHECK_STR(s.bodies[1], "b");
+    CHECK_STR(s.bodies[2], "b");
+
+    vq_transport_destroy(t);
+    collector_stop(&s);
+}
+
+static void
+test_early_answer(void)
+{
+    collector_t        s;
+    vq_transport_t    *t;
+    vq_send_result_t   r;
+    vq_buf_t           body;
+
+    memset(&s, 0, sizeof(s));
+    /* too large: answered after 64 KB of 8 MB, the rest never read */
+    s.answers[0] = "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n"
+                   "Content-Length: 0\r\n\r\n";
+    s.actions[0] = EARLY;
+    collector_start(&s);
+
+    t = transport(s.port, "/", 10000);
+
+    vq_buf_init(&body);
+    vq_buf_reserve(&body, 8 << 20);
+    memset(body.data, '[', 8 << 20);
+    body.len = 8 << 20;
+    vq_transport_send(t, &body, &r);
+    vq_buf_free(&body);
+
+    /* the answer, not a failure to send, and the request not sent again */
+    CHECK_INT(r.status, 413);
+    CHECK_STR(r.error, "");
+    CHECK_INT(collector_get(&s, &s.requests), 1);
 
     vq_transport_destroy(t);
     collector_stop(&s);
@@ -499,10 +650,12 @@ test_failures(void)
     CHECK_STR(r.error, "the answer does not start with an HTTP/1.x status "
               "line");
 
+    /* a status read stands: what went wrong after it is a warning */
     send_body(t, "2", &r);
-    CHECK_INT(r.status, 0);
-    CHECK_STR(r.error, "the collector closed the connection in the middle "
-              "of its answer");
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.error, "");
+    CHECK_STR(r.warning, "answered HTTP 200, then the collector closed the "
+              "connection in the middle of its answer");
 
     /* and the next one goes out on a new connection */
     send_body(t, "3", &r);
@@ -515,18 +668,43 @@ test_failures(void)
     collector_stop(&s);
 }
 
+typedef struct {
+    collector_t     *collector;
+    vq_transport_t  *transport;
+} aborter_t;
+
+/* Once the collector has the request: the shutdown deadline, now. */
+static void *
+abort_when_sent(void *data)
+{
+    aborter_t        *a = data;
+    struct timespec   ts;
+    int               i;
+
+    for (i = 0; i < 2000; i++) {
+        if (collector_get(a->collector, &a->collector->requests) > 0) {
+            break;
+        }
+        usleep(5000);
+    }
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    vq_transport_abort_at(a->transport, (int64_t) ts.tv_sec * 1000
+                                        + ts.tv_nsec / 1000000);
+    return NULL;
+}
+
 static void
 test_stalls(void)
 {
-    collector_t        s;
+    collector_t        s, s2;
     vq_transport_t    *t;
     vq_send_result_t   r;
-    struct timespec    ts;
-    int64_t            now;
+    aborter_t          a;
+    pthread_t          thread;
 
     memset(&s, 0, sizeof(s));
     s.actions[0] = STALL;
-    s.actions[1] = STALL;
     collector_start(&s);
 
     /* the request's own timeout */
@@ -535,19 +713,170 @@ test_stalls(void)
     CHECK_INT(r.status, 0);
     CHECK_STR(r.error, "no answer within 300 ms");
     vq_transport_destroy(t);
+    collector_stop(&s);
 
-    /* the shutdown deadline, well before the request's timeout */
-    t = transport(s.port, "/", 60000);
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    vq_transport_abort_at(t, now + 200);
+    /* the shutdown deadline, set by another thread while it waits */
+    memset(&s2, 0, sizeof(s2));
+    s2.actions[0] = STALL;
+    collector_start(&s2);
+
+    t = transport(s2.port, "/", 60000);
+    a.collector = &s2;
+    a.transport = t;
+    pthread_create(&thread, NULL, abort_when_sent, &a);
+
     send_body(t, "1", &r);
     CHECK_INT(r.status, 0);
     CHECK_STR(r.error, "abandoned at the shutdown deadline");
+
+    pthread_join(thread, NULL);
     vq_transport_destroy(t);
 
-    /* the collector stalls on the first one, never reading the second */
-    CHECK_INT(collector_get(&s, &s.requests), 1);
+    CHECK_INT(collector_get(&s2, &s2.requests), 1);
+    collector_stop(&s2);
+}
+
+/* A CONNECT proxy for one tunnel at a time, to 127.0.0.1 only. */
+typedef struct {
+    int        fd;
+    int        port;
+    pthread_t  thread;
+    char       connect_line[128];
+    int        tunnels;
+} proxy_t;
+
+static void *
+proxy_serve(void *data)
+{
+    proxy_t             *p = data;
+    struct sockaddr_in   sin;
+    struct pollfd        pfd[2];
+    char                 buf[65536], *end;
+    size_t               len;
+    ssize_t              n;
+    int                  c, u, port, i;
+
+    while ((c = accept(p->fd, NULL, NULL)) >= 0) {
+        len = 0;
+        end = NULL;
+
+        while (end == NULL && len < sizeof(buf) - 1
+               && (n = read(c, buf + len, sizeof(buf) - 1 - len)) > 0)
+        {
+            len += n;
+            buf[len] = '\0';
+            end = strstr(buf, "\r\n\r\n");
+        }
+
+        if (end == NULL || sscanf(buf, "CONNECT 127.0.0.1:%d ", &port) != 1) {
+            close(c);
+            continue;
+        }
+
+        *strchr(buf, '\r') = '\0';
+        snprintf(p->connect_line, sizeof(p->connect_line), "%.100s", buf);
+        p->tunnels++;
+
+        memset(&sin, 0, sizeof(sin));
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(port);
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        u = socket(AF_INET, SOCK_STREAM, 0);
+
+        if (connect(u, (struct sockaddr *) &sin, sizeof(sin)) != 0) {
+            close(u);
+            close(c);
+            continue;
+        }
+
+        (void) !write(c, "HTTP/1.1 200 Connection established\r\n\r\n", 39);
+
+        /* both ways, until one side closes */
+        pfd[0].fd = c;
+        pfd[1].fd = u;
+        pfd[0].events = pfd[1].events = POLLIN;
+
+        for ( ;; ) {
+            if (poll(pfd, 2, -1) <= 0) {
+                break;
+            }
+
+            for (i = 0; i < 2; i++) {
+                if (pfd[i].revents) {
+                    n = read(pfd[i].fd, buf, sizeof(buf));
+                    if (n <= 0 || write(pfd[1 - i].fd, buf, n) != n) {
+                        goto done;
+                    }
+                }
+            }
+        }
+
+    done:
+
+        close(u);
+        close(c);
+    }
+
+    return NULL;
+}
+
+static void
+test_proxy(void)
+{
+    collector_t         s;
+    proxy_t             p;
+    struct sockaddr_in  sin;
+    socklen_t           len;
+    vq_transport_t     *t;
+    vq_send_result_t    r;
+    char                env[64], want[64];
+
+    memset(&s, 0, sizeof(s));
+    collector_start(&s);
+
+    memset(&p, 0, sizeof(p));
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    p.fd = socket(AF_INET, SOCK_STREAM, 0);
+    bind(p.fd, (struct sockaddr *) &sin, sizeof(sin));
+    listen(p.fd, 4);
+    len = sizeof(sin);
+    getsockname(p.fd, (struct sockaddr *) &sin, &len);
+    p.port = ntohs(sin.sin_port);
+    pthread_create(&p.thread, NULL, proxy_serve, &p);
+
+    /* a proxy that nginx's "env" passes on: our requests go in a tunnel */
+    snprintf(env, sizeof(env), "http://127.0.0.1:%d", p.port);
+    setenv("http_proxy", env, 1);
+    unsetenv("no_proxy");
+    unsetenv("NO_PROXY");
+
+    t = transport(s.port, "/v1/traces", 5000);
+
+    send_body(t, "through", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.error, "");
+    send_body(t, "again", &r);
+    CHECK_INT(r.status, 200);
+
+    unsetenv("http_proxy");
+
+    CHECK_INT(s.requests, 2);
+    CHECK(s.requests > 0 && strncmp(s.heads[0], "POST /v1/traces HTTP/1.1",
+                                    24) == 0);
+    CHECK_STR(s.bodies[1], "again");
+
+    vq_transport_destroy(t);
+
+    shutdown(p.fd, SHUT_RDWR);
+    pthread_join(p.thread, NULL);
+    close(p.fd);
+
+    /* one tunnel, to the collector, for both */
+    snprintf(want, sizeof(want), "CONNECT 127.0.0.1:%d HTTP/1.1", s.port);
+    CHECK_STR(p.connect_line, want);
+    CHECK_INT(p.tunnels, 1);
 
     collector_stop(&s);
 }
@@ -587,7 +916,10 @@ main(void)
     test_answers();
     test_connection_close();
     test_idle_close();
+    test_closed_unanswered();
+    test_early_answer();
     test_failures();
+    test_proxy();
     test_stalls();
     test_refused();
 

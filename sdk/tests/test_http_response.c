@@ -16,6 +16,7 @@ typedef struct {
     int     rc;             /* VQ_OK, VQ_HTTP_AGAIN or VQ_ERROR */
     size_t  used;           /* bytes taken in all */
     int     status;
+    int     final;
     int     keep_alive;
     char    retry_after[64];
     char    location[256];
@@ -58,6 +59,7 @@ feed_pieces(const char *msg, size_t len, const size_t *cuts, int eof,
     o->rc = rc;
     o->used = off;
     o->status = r->status;
+    o->final = r->final;
     o->keep_alive = r->keep_alive;
     snprintf(o->retry_after, sizeof(o->retry_after), "%s", r->retry_after);
     snprintf(o->location, sizeof(o->location), "%s", r->location);
@@ -70,6 +72,7 @@ static int
 same(const outcome_t *a, const outcome_t *b)
 {
     return a->rc == b->rc && a->used == b->used
+           && strcmp(a->error, b->error) == 0 && a->final == b->final
            && (a->rc == VQ_ERROR
                || (a->status == b->status && a->keep_alive == b->keep_alive
                    && strcmp(a->retry_after, b->retry_after) == 0
@@ -130,8 +133,17 @@ test_length(void)
     read_answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 0, &o);
     CHECK_INT(o.rc, VQ_OK);
     CHECK_INT(o.status, 200);
+    CHECK_INT(o.final, 1);
     CHECK_INT(o.keep_alive, 1);
     CHECK_INT(o.used, 40);
+
+    /* the head alone: the status is known, the body is not over */
+    read_answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", 0, &o);
+    CHECK_INT(o.rc, VQ_HTTP_AGAIN);
+    CHECK_INT(o.final, 1);
+    read_answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", 0, &o);
+    CHECK_INT(o.rc, VQ_HTTP_AGAIN);
+    CHECK_INT(o.final, 0);
 
     /* bytes past the answer are not taken */
     read_answer("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\nHTTP/1.1",
@@ -190,6 +202,8 @@ test_chunked(void)
                 "2\r\n{}x\r\n0\r\n\r\n", 0, &o);
     CHECK_INT(o.rc, VQ_ERROR);
     CHECK_STR(o.error, "the answer has a chunk longer than its size");
+    CHECK_INT(o.final, 1);
+    CHECK_INT(o.status, 200);
 
     read_answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                 "\r\n", 0, &o);
@@ -199,6 +213,16 @@ test_chunked(void)
     read_answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                 "2x\r\n", 0, &o);
     CHECK_INT(o.rc, VQ_ERROR);
+
+    /* after the size, only white space before an extension or the end */
+    read_answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "5 junk\r\nhello\r\n0\r\n\r\n", 0, &o);
+    CHECK_INT(o.rc, VQ_ERROR);
+    CHECK_STR(o.error, "the answer has a malformed chunk size");
+
+    read_answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "5 \t ; a=b\r\nhello\r\n0 \r\n\r\n", 0, &o);
+    CHECK_INT(o.rc, VQ_OK);
 
     read_answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                 "10000000000000000\r\n", 0, &o);
@@ -239,6 +263,12 @@ test_connection(void)
     read_answer("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
                 "Content-Length: 0\r\n\r\n", 0, &o);
     CHECK_INT(o.keep_alive, 1);
+
+    /* HTTP/1.0 has no Transfer-Encoding: read it, but do not trust it */
+    read_answer("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, &o);
+    CHECK_INT(o.rc, VQ_OK);
+    CHECK_INT(o.keep_alive, 0);
 
     /* no length: the body ends with the connection */
     read_answer("HTTP/1.1 200 OK\r\n\r\n{\"partialSuccess\":{}}", 0, &o);
@@ -349,6 +379,7 @@ test_malformed(void)
         read_answer(bad[i].msg, 0, &o);
         CHECK_INT(o.rc, VQ_ERROR);
         CHECK_STR(o.error, bad[i].error);
+        CHECK_INT(o.final, 0);
     }
 }
 
@@ -383,7 +414,7 @@ test_head_too_long(void)
 
     CHECK_INT(rc, VQ_ERROR);
     CHECK_INT(total, VQ_HTTP_HEAD_MAX);
-    CHECK_STR(r->error, "the answer's headers are longer than 16 KB");
+    CHECK_STR(r->error, "the answer's headers are longer than 64 KB");
 
     /* and it stays failed */
     CHECK_INT(vq_http_response_feed(r, "\r\n", 2, &used), VQ_ERROR);

@@ -352,7 +352,9 @@ sub alerts {
 #   "301"                            a redirect (with a Location)
 #   "stall"                          never answers
 #   "close"                          closes the connection without a word
-#   "reset"                          half an answer, then a TCP reset
+#   "reset"                          a 200's head and half its body, then
+#                                    a TCP reset
+#   "reset-head"                     half a status line, then a TCP reset
 #
 # A mode of several lines is a script: each request takes the first line
 # while more than one is left, then the last one holds.  A collector that
@@ -495,8 +497,10 @@ sub _serve_connection {
             return;
         }
 
-        if ($mode eq 'reset') {
-            syswrite $c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"par";
+        if ($mode eq 'reset' || $mode eq 'reset-head') {
+            syswrite $c, $mode eq 'reset'
+                ? "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"par"
+                : "HTTP/1.1 20";
             setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
             close $c;
             return;
