@@ -502,6 +502,8 @@ vq_http_response_feed(vq_http_response_t *r, const char *data, size_t len,
 
         case ST_HEAD:
             if (read_head(r, data + n, len - n, &k) != VQ_OK) {
+                /* bytes of an answer, if not a good one */
+                r->received += k;
                 *used = n + k;
                 return VQ_ERROR;
             }
@@ -523,6 +525,7 @@ vq_http_response_feed(vq_http_response_t *r, const char *data, size_t len,
 
         default:
             if (chunk_byte(r, (unsigned char) data[n]) != VQ_OK) {
+                r->received++;
                 *used = n + 1;
                 return VQ_ERROR;
             }

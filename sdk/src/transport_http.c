@@ -474,7 +474,7 @@ exchange(vq_http_transport_t *h, const char *body, size_t len,
     size_t       left, unsent, n;
     CURLcode     rc;
     short        ready;
-    int          got, i;
+    int          got, i, failed;
 
     h->curl_error[0] = '\0';
     vq_http_response_init(&h->answer);
@@ -488,11 +488,13 @@ exchange(vq_http_transport_t *h, const char *body, size_t len,
      * comes, which on a busy core answers sooner than one send of both.
      * An answer that comes meanwhile is read as it comes.
      */
-    for (i = 0; i < 2 && got == VQ_HTTP_AGAIN; i++) {
+    failed = 0;
+
+    for (i = 0; i < 2 && got == VQ_HTTP_AGAIN && !failed; i++) {
         p = i ? body : h->request.data;
         left = i ? len : h->request.len;
 
-        while (left && got == VQ_HTTP_AGAIN) {
+        while (left && got == VQ_HTTP_AGAIN && !failed) {
             rc = curl_easy_send(h->curl, p, left, &n);
 
             if (rc == CURLE_OK) {
@@ -504,9 +506,12 @@ exchange(vq_http_transport_t *h, const char *body, size_t len,
 
             if (rc != CURLE_AGAIN) {
                 /* what the collector said before it closed, if anything */
+                failed = 1;
                 got = read_answer(h, deadline, r);
 
-                if (got != VQ_OK && !h->answer.final) {
+                if ((got == VQ_HTTP_AGAIN || got == VQ_HTTP_CLOSED)
+                    && !h->answer.final)
+                {
                     io_error(h, r, "sending", rc);
                     got = VQ_HTTP_CLOSED;
                 }
