@@ -35,6 +35,8 @@ enum {
     STALL,          /* never answer (until the test ends) */
     BYTES,          /* answer a byte at a time, keep the connection */
     EARLY,          /* answer once 64 KB came, read no more (until the end) */
+    EARLY_KEEP,     /* the same, then once the test says go: the rest, to
+                       the close */
     LEFTOVER        /* answer, then a 408 nobody asked for, and close */
 };
 
@@ -96,6 +98,11 @@ read_request(int fd, char **body, size_t *body_len)
             (*body)[*body_len] = '\0';
             return buf;
         }
+
+        if (need > cap) {
+            cap = need;
+            buf = realloc(buf, cap + 1);
+        }
     }
 }
 
@@ -156,7 +163,9 @@ serve(void *data)
             n = s->requests;
             pthread_mutex_unlock(&s->lock);
 
-            if (n < MAX_REQUESTS && s->actions[n] == EARLY) {
+            if (n < MAX_REQUESTS
+                && (s->actions[n] == EARLY || s->actions[n] == EARLY_KEEP))
+            {
                 head = read_some(c, 65536, &body, &body_len);
             } else {
                 head = read_request(c, &body, &body_len);
@@ -198,6 +207,20 @@ serve(void *data)
                 while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) {
                     usleep(5000);
                 }
+                break;
+            }
+
+            if (action == EARLY_KEEP) {
+                char  rest[65536];
+
+                /* once the test has its answer: whatever comes, to the end */
+                (void) !write(c, answer, strlen(answer));
+
+                while (!__atomic_load_n(&s->go, __ATOMIC_ACQUIRE)) {
+                    usleep(1000);
+                }
+
+                while (read(c, rest, sizeof(rest)) > 0) { /* void */ }
                 break;
             }
 
@@ -620,6 +643,81 @@ test_early_answer(void)
 
     vq_transport_destroy(t);
     collector_stop(&s);
+
+    /*
+     * An early answer that would keep the connection: what is left of the
+     * request was not sent, so the connection carries nothing more (the
+     * collector would read the next request as the rest of this body).
+     */
+    memset(&s, 0, sizeof(s));
+    s.answers[0] = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0"
+                   "\r\n\r\n";
+    s.actions[0] = EARLY_KEEP;
+    collector_start(&s);
+
+    t = transport(s.port, "/", 5000);
+
+    vq_buf_init(&body);
+    vq_buf_reserve(&body, 8 << 20);
+    memset(body.data, '[', 8 << 20);
+    body.len = 8 << 20;
+    vq_transport_send(t, &body, &r);
+    vq_buf_free(&body);
+    CHECK_INT(r.status, 413);
+
+    __atomic_store_n(&s.go, 1, __ATOMIC_RELEASE);
+
+    send_body(t, "next", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.error, "");
+    CHECK_INT(collector_get(&s, &s.connections), 2);
+
+    vq_transport_destroy(t);
+    collector_stop(&s);
+}
+
+static void
+test_large_body(void)
+{
+    collector_t        s;
+    vq_transport_t    *t;
+    vq_send_result_t   r;
+    vq_buf_t           body;
+    size_t             i, size, bad;
+
+    memset(&s, 0, sizeof(s));
+    collector_start(&s);
+
+    t = transport(s.port, "/", 10000);
+
+    /* more than the socket takes at once: sent in pieces, byte-exact */
+    size = (4 << 20) + 12345;
+    vq_buf_init(&body);
+    vq_buf_reserve(&body, size);
+    for (i = 0; i < size; i++) {
+        body.data[i] = (char) ('a' + (i * 7 + i / 4096) % 26);
+    }
+    body.len = size;
+
+    vq_transport_send(t, &body, &r);
+    CHECK_INT(r.status, 200);
+    send_body(t, "after", &r);
+    CHECK_INT(r.status, 200);
+
+    CHECK_INT(s.requests, 2);
+    CHECK_INT(s.connections, 1);
+    CHECK_INT(s.body_lens[0], size);
+
+    bad = 0;
+    for (i = 0; s.requests > 0 && i < s.body_lens[0] && i < size; i++) {
+        bad += s.bodies[0][i] != body.data[i];
+    }
+    CHECK_INT(bad, 0);
+    CHECK_STR(s.bodies[1], "after");
+
+    vq_buf_free(&body);
+    vq_transport_destroy(t);
+    collector_stop(&s);
 }
 
 static void
@@ -918,6 +1016,7 @@ main(void)
     test_idle_close();
     test_closed_unanswered();
     test_early_answer();
+    test_large_body();
     test_failures();
     test_proxy();
     test_stalls();
