@@ -37,7 +37,6 @@ vq_http_response_init(vq_http_response_t *r)
     r->location[0] = '\0';
     r->error = NULL;
     r->state = ST_HEAD;
-    r->chunked = 0;
     r->until_close = 0;
     r->left = 0;
     r->received = 0;
@@ -285,7 +284,6 @@ parse_head(vq_http_response_t *r)
 
     } else if (has_te) {
         if (chunked) {
-            r->chunked = 1;
             r->state = ST_CHUNK_SIZE_FIRST;
 
         } else {
@@ -498,15 +496,12 @@ vq_http_response_feed(vq_http_response_t *r, const char *data, size_t len,
             return VQ_HTTP_AGAIN;
         }
 
+        /* a failure takes its bytes and leaves ST_FAILED, seen above */
+
         switch (r->state) {
 
         case ST_HEAD:
-            if (read_head(r, data + n, len - n, &k) != VQ_OK) {
-                /* bytes of an answer, if not a good one */
-                r->received += k;
-                *used = n + k;
-                return VQ_ERROR;
-            }
+            (void) read_head(r, data + n, len - n, &k);
             break;
 
         case ST_LENGTH:
@@ -524,11 +519,7 @@ vq_http_response_feed(vq_http_response_t *r, const char *data, size_t len,
             break;
 
         default:
-            if (chunk_byte(r, (unsigned char) data[n]) != VQ_OK) {
-                r->received++;
-                *used = n + 1;
-                return VQ_ERROR;
-            }
+            (void) chunk_byte(r, (unsigned char) data[n]);
             k = 1;
         }
 

@@ -29,7 +29,6 @@ typedef struct {
 
     /* where the reading is */
     int          state;
-    int          chunked;
     int          until_close;       /* the body ends with the connection */
     uint64_t     left;              /* of the body, or of a chunk */
     uint64_t     received;          /* bytes of the connection taken */

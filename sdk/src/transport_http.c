@@ -243,12 +243,11 @@ drain_wakes(vq_http_transport_t *h)
 }
 
 /*
- * Whether to go on waiting: not at the shutdown deadline, nor past the
- * request's own; else r->error says which.
+ * How long the request may go on waiting, ms: 0 at the shutdown deadline
+ * or past the request's own, and r->error says which.
  */
-static int
-may_wait(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r,
-    int *ms)
+static int64_t
+time_left(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
 {
     int64_t  left;
 
@@ -266,9 +265,14 @@ may_wait(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r,
         return 0;
     }
 
-    *ms = left < VQ_TRANSFER_POLL_MS ? (int) left : VQ_TRANSFER_POLL_MS;
+    return left;
+}
 
-    return 1;
+/* one wait: what is left, in slices that see the shutdown deadline soon */
+static int
+poll_slice(int64_t left)
+{
+    return left < VQ_TRANSFER_POLL_MS ? (int) left : VQ_TRANSFER_POLL_MS;
 }
 
 /*
@@ -283,23 +287,20 @@ connect_collector(vq_http_transport_t *h, int64_t deadline,
     struct curl_waitfd   wake;
     CURLMsg             *msg;
     CURLcode             rc;
-    int                  running, left, ms;
-    long                 timeout;
+    int                  running, n;
+    int64_t              left;
 
-    if (!may_wait(h, deadline, r, &ms)) {
+    left = time_left(h, deadline, r);
+    if (left == 0) {
         return VQ_ERROR;
-    }
-
-    timeout = (long) (deadline - vq_monotonic_ms());
-    if (timeout < 1) {
-        timeout = 1;
     }
 
     h->curl_error[0] = '\0';
 
-    if (curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, timeout)
+    if (curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, (long) left)
         != CURLE_OK
-        || curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, timeout) != CURLE_OK
+        || curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, (long) left)
+           != CURLE_OK
         || curl_multi_add_handle(h->multi, h->curl) != CURLM_OK)
     {
         snprintf(r->error, sizeof(r->error), "cannot start a connection");
@@ -320,7 +321,7 @@ connect_collector(vq_http_transport_t *h, int64_t deadline,
         }
 
         if (!running) {
-            while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+            while ((msg = curl_multi_info_read(h->multi, &n)) != NULL) {
                 if (msg->msg == CURLMSG_DONE && msg->easy_handle == h->curl) {
                     rc = msg->data.result;
                 }
@@ -328,13 +329,14 @@ connect_collector(vq_http_transport_t *h, int64_t deadline,
             break;
         }
 
-        if (!may_wait(h, deadline, r, &ms)) {
+        left = time_left(h, deadline, r);
+        if (left == 0) {
             disconnect(h);
             return VQ_ERROR;
         }
 
         wake.revents = 0;
-        curl_multi_poll(h->multi, &wake, 1, ms, NULL);
+        curl_multi_poll(h->multi, &wake, 1, poll_slice(left), NULL);
 
         if (wake.revents) {
             drain_wakes(h);
@@ -360,17 +362,18 @@ connect_collector(vq_http_transport_t *h, int64_t deadline,
 
 /*
  * Waits until the connection is ready for some of events (*ready: which,
- * an error or a hang-up among them), or may_wait() says no.
+ * an error or a hang-up among them), or time_left() says no more.
  */
 static int
 wait_for(vq_http_transport_t *h, short events, int64_t deadline,
     vq_send_result_t *r, short *ready)
 {
     struct pollfd  pfd[2];
-    int            ms;
+    int64_t        left;
 
     for ( ;; ) {
-        if (!may_wait(h, deadline, r, &ms)) {
+        left = time_left(h, deadline, r);
+        if (left == 0) {
             return VQ_ERROR;
         }
 
@@ -381,7 +384,7 @@ wait_for(vq_http_transport_t *h, short events, int64_t deadline,
         pfd[1].events = POLLIN;
         pfd[1].revents = 0;
 
-        if (poll(pfd, 2, ms) > 0) {
+        if (poll(pfd, 2, poll_slice(left)) > 0) {
             if (pfd[1].revents) {
                 drain_wakes(h);
             }
@@ -415,10 +418,10 @@ read_answer(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
     char      buf[VQ_ANSWER_READ];
     size_t    n, used;
     CURLcode  rc;
-    int       fed, ms;
+    int       fed;
 
     for ( ;; ) {
-        if (!may_wait(h, deadline, r, &ms)) {
+        if (time_left(h, deadline, r) == 0) {
             return VQ_ERROR;
         }
 
@@ -515,7 +518,7 @@ exchange(vq_http_transport_t *h, const char *body, size_t len,
                     io_error(h, r, "sending", rc);
                     got = VQ_HTTP_CLOSED;
                 }
-                break;
+                continue;
             }
 
             if (wait_for(h, POLLOUT | POLLIN, deadline, r, &ready) != VQ_OK) {

@@ -257,23 +257,38 @@ serve(void *data)
     return NULL;
 }
 
-static void
-collector_start(collector_t *s)
+/*
+ * A socket bound to a free loopback port (*port), listening with backlog
+ * or, with 0, never: connections to it are then refused.
+ */
+static int
+loopback_socket(int backlog, int *port)
 {
     struct sockaddr_in  sin;
     socklen_t           len;
+    int                 fd;
 
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 
-    s->fd = socket(AF_INET, SOCK_STREAM, 0);
-    bind(s->fd, (struct sockaddr *) &sin, sizeof(sin));
-    listen(s->fd, 16);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    bind(fd, (struct sockaddr *) &sin, sizeof(sin));
+    if (backlog) {
+        listen(fd, backlog);
+    }
 
     len = sizeof(sin);
-    getsockname(s->fd, (struct sockaddr *) &sin, &len);
-    s->port = ntohs(sin.sin_port);
+    getsockname(fd, (struct sockaddr *) &sin, &len);
+    *port = ntohs(sin.sin_port);
+
+    return fd;
+}
+
+static void
+collector_start(collector_t *s)
+{
+    s->fd = loopback_socket(16, &s->port);
 
     pthread_mutex_init(&s->lock, NULL);
     pthread_create(&s->thread, NULL, serve, s);
@@ -612,13 +627,26 @@ test_closed_unanswered(void)
     collector_stop(&s);
 }
 
+/* A body of size bytes of '[': more than a socket takes at once. */
+static void
+send_filled(vq_transport_t *t, size_t size, vq_send_result_t *r)
+{
+    vq_buf_t  body;
+
+    vq_buf_init(&body);
+    vq_buf_reserve(&body, size);
+    memset(body.data, '[', size);
+    body.len = size;
+    vq_transport_send(t, &body, r);
+    vq_buf_free(&body);
+}
+
 static void
 test_early_answer(void)
 {
     collector_t        s;
     vq_transport_t    *t;
     vq_send_result_t   r;
-    vq_buf_t           body;
 
     memset(&s, 0, sizeof(s));
     /* too large: answered after 64 KB of 8 MB, the rest never read */
@@ -629,12 +657,7 @@ test_early_answer(void)
 
     t = transport(s.port, "/", 10000);
 
-    vq_buf_init(&body);
-    vq_buf_reserve(&body, 8 << 20);
-    memset(body.data, '[', 8 << 20);
-    body.len = 8 << 20;
-    vq_transport_send(t, &body, &r);
-    vq_buf_free(&body);
+    send_filled(t, 8 << 20, &r);
 
     /* the answer, not a failure to send, and the request not sent again */
     CHECK_INT(r.status, 413);
@@ -657,12 +680,7 @@ test_early_answer(void)
 
     t = transport(s.port, "/", 5000);
 
-    vq_buf_init(&body);
-    vq_buf_reserve(&body, 8 << 20);
-    memset(body.data, '[', 8 << 20);
-    body.len = 8 << 20;
-    vq_transport_send(t, &body, &r);
-    vq_buf_free(&body);
+    send_filled(t, 8 << 20, &r);
     CHECK_INT(r.status, 413);
 
     __atomic_store_n(&s.go, 1, __ATOMIC_RELEASE);
@@ -923,8 +941,6 @@ test_proxy(void)
 {
     collector_t         s;
     proxy_t             p;
-    struct sockaddr_in  sin;
-    socklen_t           len;
     vq_transport_t     *t;
     vq_send_result_t    r;
     char                env[64], want[64];
@@ -933,15 +949,7 @@ test_proxy(void)
     collector_start(&s);
 
     memset(&p, 0, sizeof(p));
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    p.fd = socket(AF_INET, SOCK_STREAM, 0);
-    bind(p.fd, (struct sockaddr *) &sin, sizeof(sin));
-    listen(p.fd, 4);
-    len = sizeof(sin);
-    getsockname(p.fd, (struct sockaddr *) &sin, &len);
-    p.port = ntohs(sin.sin_port);
+    p.fd = loopback_socket(4, &p.port);
     pthread_create(&p.thread, NULL, proxy_serve, &p);
 
     /* a proxy that nginx's "env" passes on: our requests go in a tunnel */
@@ -982,22 +990,13 @@ test_proxy(void)
 static void
 test_refused(void)
 {
-    struct sockaddr_in  sin;
-    socklen_t           len;
     vq_transport_t     *t;
     vq_send_result_t    r;
-    int                 fd;
+    int                 fd, port;
 
-    /* bound, never listening: connections to it are refused */
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    bind(fd, (struct sockaddr *) &sin, sizeof(sin));
-    len = sizeof(sin);
-    getsockname(fd, (struct sockaddr *) &sin, &len);
+    fd = loopback_socket(0, &port);
 
-    t = transport(ntohs(sin.sin_port), "/", 5000);
+    t = transport(port, "/", 5000);
     send_body(t, "0", &r);
     CHECK_INT(r.status, 0);
     CHECK(strstr(r.error, "onnect") != NULL);
