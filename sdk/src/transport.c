@@ -41,13 +41,39 @@ vq_transport_set_headers(vq_transport_t *t, const char *const *lines,
 void
 vq_transport_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
 {
+    vq_transport_begin(t, body, r);
+    vq_transport_finish(t, r);
+}
+
+void
+vq_transport_begin(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
+{
     r->status = 0;
     r->retry_after_ms = -1;
     r->location[0] = '\0';
     r->error[0] = '\0';
     r->warning[0] = '\0';
 
-    t->ops->send(t, body, r);
+    if (t->ops->begin) {
+        t->ops->begin(t, body, r);
+
+    } else {
+        t->ops->send(t, body, r);
+    }
+}
+
+void
+vq_transport_finish(vq_transport_t *t, vq_send_result_t *r)
+{
+    if (t->ops->finish) {
+        t->ops->finish(t, r);
+    }
+}
+
+int
+vq_transport_overlaps(const vq_transport_t *t)
+{
+    return t->ops->finish != NULL;
 }
 
 void

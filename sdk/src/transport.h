@@ -11,7 +11,10 @@ typedef struct {
     void  (*destroy)(vq_transport_t *t);
     int   (*set_headers)(vq_transport_t *t, const char *const *lines,
               size_t n);
+    /* a transport has send, or begin and finish: the answer comes later */
     void  (*send)(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r);
+    void  (*begin)(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r);
+    void  (*finish)(vq_transport_t *t, vq_send_result_t *r);
     void  (*wakeup)(vq_transport_t *t);
     void  (*reopen)(vq_transport_t *t);
 } vq_transport_ops_t;

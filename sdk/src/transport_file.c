@@ -148,6 +148,8 @@ static const vq_transport_ops_t  file_ops = {
     NULL,
     file_send,
     NULL,
+    NULL,
+    NULL,
     file_reopen
 };
 

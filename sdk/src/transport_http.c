@@ -38,7 +38,7 @@
 #define VQ_TRANSFER_POLL_MS    50       /* deadline checks during a transfer */
 #define VQ_ANSWER_READ         16384    /* bytes of an answer read at once */
 
-/* read_answer(), exchange(): the connection closed, or failed */
+/* read_answer(), read_rest(): the connection closed, or failed */
 #define VQ_HTTP_CLOSED         2
 
 typedef struct {
@@ -56,6 +56,15 @@ typedef struct {
     vq_buf_t            gz;
     vq_http_response_t  answer;
     char                curl_error[CURL_ERROR_SIZE];
+
+    /* a request begun and not finished (http_begin(), http_finish()) */
+    int                 pending;
+    int                 got;            /* how its sending ended */
+    int                 reused;         /* on a kept-alive connection */
+    const char         *data;           /* its body, the caller's or gz */
+    size_t              len;
+    size_t              unsent;         /* bytes of it that did not go */
+    int64_t             deadline;
     struct curl_blob    trusted;
     struct curl_blob    cert;
     struct curl_blob    key;
@@ -463,18 +472,16 @@ read_answer(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
 }
 
 /*
- * Sends the request and reads the answer into h->answer: VQ_OK; VQ_ERROR
- * with r->error; or VQ_HTTP_CLOSED, when the connection failed before a
- * byte of an answer came (a kept-alive one the collector had closed).
- * A final status read stands whatever goes wrong after it: what did goes
- * into r->warning.
+ * Sends the request (h->request, then the body): VQ_HTTP_AGAIN once it
+ * is all sent; or, when an answer or a failure ended the sending, what
+ * read_answer() said.  h->unsent: what did not go.
  */
 static int
-exchange(vq_http_transport_t *h, const char *body, size_t len,
-    int64_t deadline, vq_send_result_t *r)
+send_request(vq_http_transport_t *h, vq_send_result_t *r)
 {
-    const char  *p;
-    size_t       left, unsent, n;
+    const char  *p, *body;
+    size_t       left, len, n;
+    int64_t      deadline;
     CURLcode     rc;
     short        ready;
     int          got, i, failed;
@@ -482,7 +489,10 @@ exchange(vq_http_transport_t *h, const char *body, size_t len,
     h->curl_error[0] = '\0';
     vq_http_response_init(&h->answer);
 
-    unsent = h->request.len + len;
+    body = h->data;
+    len = h->len;
+    deadline = h->deadline;
+    h->unsent = h->request.len + len;
     got = VQ_HTTP_AGAIN;
 
     /*
@@ -503,7 +513,7 @@ exchange(vq_http_transport_t *h, const char *body, size_t len,
             if (rc == CURLE_OK) {
                 p += n;
                 left -= n;
-                unsent -= n;
+                h->unsent -= n;
                 continue;
             }
 
@@ -532,6 +542,24 @@ exchange(vq_http_transport_t *h, const char *body, size_t len,
         }
     }
 
+    return got;
+}
+
+/*
+ * Reads the rest of the answer to the request sent (got: what
+ * send_request() said) into h->answer: VQ_OK; VQ_ERROR with r->error; or
+ * VQ_HTTP_CLOSED, when the connection failed before a byte of an answer
+ * came (a kept-alive one the collector had closed).  A final status read
+ * stands whatever goes wrong after it: what did goes into r->warning.
+ */
+static int
+read_rest(vq_http_transport_t *h, int got, vq_send_result_t *r)
+{
+    int64_t  deadline;
+    short    ready;
+
+    deadline = h->deadline;
+
     while (got == VQ_HTTP_AGAIN) {
         if (wait_for(h, POLLIN, deadline, r, &ready) != VQ_OK) {
             got = VQ_ERROR;
@@ -542,7 +570,7 @@ exchange(vq_http_transport_t *h, const char *body, size_t len,
     }
 
     if (got == VQ_OK) {
-        if (unsent) {
+        if (h->unsent) {
             /* answered before all of the request went: it carries no more */
             h->answer.keep_alive = 0;
         }
@@ -595,20 +623,23 @@ unix_ms(void)
     return (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+/*
+ * A connection (the kept-alive one, or a new one) and the request sent on
+ * it; the answer is for http_finish().  Nothing pending when no request
+ * could be made: r->error says why.
+ */
 static void
-http_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
+http_begin(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
 {
     vq_http_transport_t  *h = (vq_http_transport_t *) t;
-    const char           *data;
-    size_t                len;
-    int64_t               deadline;
-    int                   rc, reused, n;
+    int                   n;
     char                  length[48];
 
-    deadline = vq_monotonic_ms() + h->timeout_ms;
+    h->pending = 0;
+    h->deadline = vq_monotonic_ms() + h->timeout_ms;
 
-    data = body->data;
-    len = body->len;
+    h->data = body->data;
+    h->len = body->len;
 
     if (h->gzip) {
         vq_buf_reset(&h->gz);
@@ -619,8 +650,8 @@ http_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
             return;
         }
 
-        data = h->gz.data;
-        len = h->gz.len;
+        h->data = h->gz.data;
+        h->len = h->gz.len;
     }
 
     if (h->head.len == 0) {
@@ -630,7 +661,7 @@ http_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
 
     /* the head with this body's length; the body goes from where it is */
     n = snprintf(length, sizeof(length), "Content-Length: %zu\r\n\r\n",
-                 len);
+                 h->len);
 
     if (reserve_wiped(&h->request, h->head.len + (size_t) n) != VQ_OK) {
         snprintf(r->error, sizeof(r->error), "out of memory for a request "
@@ -645,14 +676,35 @@ http_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
         disconnect(h);
     }
 
+    h->reused = h->fd != CURL_SOCKET_BAD;
+
+    if (!h->reused && connect_collector(h, h->deadline, r) != VQ_OK) {
+        return;
+    }
+
+    h->got = send_request(h, r);
+    h->pending = 1;
+}
+
+/*
+ * The answer to the request begun: its status in r, or r->error.  A
+ * kept-alive connection closed under the request gets it once more, on a
+ * new connection.
+ */
+static void
+http_finish(vq_transport_t *t, vq_send_result_t *r)
+{
+    vq_http_transport_t  *h = (vq_http_transport_t *) t;
+    int                   rc;
+
+    if (!h->pending) {
+        return;
+    }
+
+    h->pending = 0;
+
     for ( ;; ) {
-        reused = h->fd != CURL_SOCKET_BAD;
-
-        if (!reused && connect_collector(h, deadline, r) != VQ_OK) {
-            return;
-        }
-
-        rc = exchange(h, data, len, deadline, r);
+        rc = read_rest(h, h->got, r);
 
         if (rc == VQ_OK) {
             break;
@@ -660,12 +712,18 @@ http_send(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
 
         disconnect(h);
 
-        /* a kept-alive connection closed under it: once on a new one */
-        if (rc != VQ_HTTP_CLOSED || !reused) {
+        if (rc != VQ_HTTP_CLOSED || !h->reused) {
             return;
         }
 
         r->error[0] = '\0';
+        h->reused = 0;
+
+        if (connect_collector(h, h->deadline, r) != VQ_OK) {
+            return;
+        }
+
+        h->got = send_request(h, r);
     }
 
     if (!h->answer.keep_alive) {
@@ -700,7 +758,9 @@ http_wakeup(vq_transport_t *t)
 static const vq_transport_ops_t  http_ops = {
     http_destroy,
     http_set_headers,
-    http_send,
+    NULL,
+    http_begin,
+    http_finish,
     http_wakeup,
     NULL
 };

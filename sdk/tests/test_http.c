@@ -1006,6 +1006,105 @@ test_refused(void)
     close(fd);
 }
 
+/*
+ * Two transports, a request begun on each before either is finished: a
+ * collector that answers only once both requests came (the second
+ * first) gets both, and each finish reads its own answer.  A begin that
+ * waited for the answer would stall this until the timeout.
+ */
+typedef struct {
+    int   fd;
+    int   got;      /* requests read before answering */
+} overlap_t;
+
+static void *
+overlap_serve(void *data)
+{
+    overlap_t  *o = data;
+    char       *head, *body;
+    size_t      len;
+    int         c[2], i;
+    char        reply[128];
+
+    for (i = 0; i < 2; i++) {
+        c[i] = accept(o->fd, NULL, NULL);
+        if (c[i] < 0) {
+            return NULL;
+        }
+
+        head = read_request(c[i], &body, &len);
+        if (head == NULL) {
+            return NULL;
+        }
+        o->got += strstr(body, i ? "second" : "first") != NULL;
+        free(head);
+        free(body);
+    }
+
+    for (i = 1; i >= 0; i--) {
+        snprintf(reply, sizeof(reply), "HTTP/1.1 %d X\r\n"
+                 "Content-Length: 0\r\n\r\n", 201 + i);
+        (void) !write(c[i], reply, strlen(reply));
+    }
+
+    /* the transports close theirs when destroyed */
+    for (i = 0; i < 2; i++) {
+        head = read_request(c[i], &body, &len);
+        if (head) {
+            free(head);
+            free(body);
+        }
+        close(c[i]);
+    }
+
+    return NULL;
+}
+
+static void
+test_overlap(void)
+{
+    overlap_t          o;
+    pthread_t          thread;
+    vq_transport_t    *a, *b;
+    vq_send_result_t   ra, rb;
+    vq_buf_t           ba, bb;
+    int                port;
+
+    o.fd = loopback_socket(16, &port);
+    o.got = 0;
+    pthread_create(&thread, NULL, overlap_serve, &o);
+
+    a = transport(port, "/", 5000);
+    b = transport(port, "/", 5000);
+    CHECK_INT(vq_transport_overlaps(a), 1);
+
+    vq_buf_init(&ba);
+    vq_buf_init(&bb);
+    vq_buf_append(&ba, "first", 5);
+    vq_buf_append(&bb, "second", 6);
+
+    vq_transport_begin(a, &ba, &ra);
+    vq_transport_begin(b, &bb, &rb);
+    vq_transport_finish(a, &ra);
+    vq_transport_finish(b, &rb);
+
+    CHECK_INT(ra.status, 201);
+    CHECK_INT(rb.status, 202);
+    if (ra.status != 201 || rb.status != 202) {
+        fprintf(stderr, "test_http: overlap: %s / %s\n", ra.error,
+                rb.error);
+    }
+
+    vq_transport_destroy(a);
+    vq_transport_destroy(b);
+    pthread_join(thread, NULL);
+    CHECK_INT(o.got, 2);
+
+    vq_buf_free(&ba);
+    vq_buf_free(&bb);
+    close(o.fd);
+}
+
 int
 main(void)
 {
@@ -1020,6 +1119,7 @@ main(void)
     test_proxy();
     test_stalls();
     test_refused();
+    test_overlap();
 
     return check_summary("test_http");
 }

@@ -94,6 +94,18 @@ void vq_transport_send(vq_transport_t *t, vq_buf_t *body,
     vq_send_result_t *result);
 
 /*
+ * vq_transport_send() in two halves, so that one thread can have a
+ * request on each of two transports in flight: begin sends the request,
+ * finish waits for its answer and says how it went (in the same result).
+ * body must stay as it is until finish.  A transport that cannot overlap
+ * (vq_transport_overlaps() is 0: a file) does it all in begin.
+ */
+void vq_transport_begin(vq_transport_t *t, vq_buf_t *body,
+    vq_send_result_t *result);
+void vq_transport_finish(vq_transport_t *t, vq_send_result_t *result);
+int vq_transport_overlaps(const vq_transport_t *t);
+
+/*
  * From any thread: a request still running at this time (monotonic
  * clock, ms) is abandoned; 0: no deadline.
  */
