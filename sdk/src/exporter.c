@@ -9,9 +9,16 @@
  * what gets reported.
  *
  * A batch holds records of one resource (the table's entry for their
- * generations): the first record that does not belong waits in the slot
- * after the batch's and starts the next one.  Records of the other queues
- * are moved into the exporter's own before they are sent.
+ * generations): the first record that does not belong waits aside and
+ * starts the next one.  Records of the other queues are moved into the
+ * exporter's own before they are sent.
+ *
+ * An HTTP exporter has two lanes, each a batch with its own connection.
+ * One is enough while the collector keeps up.  When a request is sent and
+ * the queue still holds a batch's worth, that batch goes on the other
+ * lane before the first answer is read: two requests in flight, so that
+ * a collector far away (batch_size / its answer time) does not cap what
+ * a worker can export.
  */
 
 #ifndef _GNU_SOURCE
@@ -41,6 +48,20 @@
 #define VQ_MOVE_MAX           1024      /* records moved between two batches */
 
 typedef struct {
+    vq_transport_t       *transport;
+    vq_send_result_t      result;
+    vq_buf_t              body;
+    vq_span_t            *batch;            /* batch_size records */
+    const vq_span_t     **spans;
+    size_t                count;
+    size_t                encoded;          /* of count, in the last body */
+    const vq_resource_t  *entry;            /* the batch's resource */
+    int64_t               batch_started;    /* monotonic ms */
+    int                   begun;            /* the transport has it */
+    int                   in_flight;        /* begun, not finished */
+} vq_lane_t;
+
+typedef struct {
     vq_queue_t           *queue;
     vq_stats_t           *stats;
     uint64_t              stalled_pos;      /* queue head seen stalled ... */
@@ -56,7 +77,6 @@ typedef struct {
 struct vq_exporter_s {
     vq_exporter_conf_t    conf;
     const vq_protocol_t  *protocol;
-    vq_transport_t       *transport;
     char                 *target;           /* URL or path, for messages */
     char                  hostname[256];
     vq_resource_t         res;              /* the configuration's own */
@@ -73,17 +93,13 @@ struct vq_exporter_s {
 
     int                   headers_set;
     char                 *headers_project;  /* the project header's value */
-    vq_send_result_t      result;
-    vq_buf_t              body;
 
-    vq_span_t            *batch;            /* batch_size + 1 records */
-    const vq_span_t     **spans;
-    size_t                count;
-    size_t                encoded;          /* of count, in the last body */
-    const vq_resource_t  *entry;            /* the batch's resource */
-    int                   next;             /* batch[batch_size] holds the */
-    const vq_resource_t  *next_entry;       /*   next batch's first record */
-    int64_t               batch_started;    /* monotonic ms */
+    vq_lane_t             lanes[2];         /* [1]: HTTP only */
+    size_t                nlanes;
+    vq_lane_t            *lane;             /* the one filled */
+    vq_span_t            *next_span;        /* the next batch's first */
+    int                   next;             /*   record, when set */
+    const vq_resource_t  *next_entry;
     int64_t               last_empty;       /* the queues last seen empty */
     unsigned              failures;         /* consecutive */
     unsigned              seed;             /* backoff jitter */
@@ -239,6 +255,7 @@ set_headers(vq_exporter_t *ex, const char *project)
     char                 *lines[4 + VQ_EXPORTER_MAX_HEADERS], *copy;
     size_t                n, i;
     int                   rc;
+    vq_lane_t            *lane;
 
     if (ex->headers_set && same_string(project, ex->headers_project)) {
         return VQ_OK;
@@ -275,11 +292,13 @@ set_headers(vq_exporter_t *ex, const char *project)
         goto done;
     }
 
-    rc = vq_transport_set_headers(ex->transport, (const char *const *) lines,
-                                  n);
-    if (rc != VQ_OK) {
-        free(copy);
-        goto done;
+    for (lane = ex->lanes; lane < ex->lanes + ex->nlanes; lane++) {
+        rc = vq_transport_set_headers(lane->transport,
+                                      (const char *const *) lines, n);
+        if (rc != VQ_OK) {
+            free(copy);
+            goto done;
+        }
     }
 
     free(ex->headers_project);
@@ -392,6 +411,7 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
     vq_stats_t *stats, char *err, size_t err_size)
 {
     vq_exporter_t       *ex;
+    vq_exporter_conf_t   second;
     const char          *ep;
     int                  kind;
     char                 why[128];
@@ -442,7 +462,9 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
     pthread_mutex_init(&ex->lock, NULL);
     pthread_cond_init(&ex->cond, &cattr);
     pthread_condattr_destroy(&cattr);
-    vq_buf_init(&ex->body);
+    vq_buf_init(&ex->lanes[0].body);
+    vq_buf_init(&ex->lanes[1].body);
+    ex->lane = &ex->lanes[0];
 
     ex->conf = *conf;
     ex->protocol = conf->protocol ? conf->protocol : &vq_protocol_vaquero;
@@ -464,8 +486,9 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
                             conf->nresource_attributes);
     ex->headers = copy_kv(conf->headers, conf->nheaders);
 
-    ex->batch = malloc((conf->batch_size + 1) * sizeof(vq_span_t));
-    ex->spans = malloc(conf->batch_size * sizeof(vq_span_t *));
+    ex->lanes[0].batch = malloc(conf->batch_size * sizeof(vq_span_t));
+    ex->lanes[0].spans = malloc(conf->batch_size * sizeof(vq_span_t *));
+    ex->next_span = malloc(sizeof(vq_span_t));
     ex->moving = malloc(sizeof(vq_span_t));
 
     if (conf->resources) {
@@ -477,8 +500,8 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
         || (conf->api_key && ex->conf.api_key == NULL)
         || (conf->project_id && ex->conf.project_id == NULL)
         || ex->res_attrs == NULL || ex->headers == NULL
-        || ex->batch == NULL || ex->spans == NULL
-        || ex->moving == NULL || (conf->resources && ex->resources == NULL))
+        || ex->lanes[0].batch == NULL || ex->lanes[0].spans == NULL
+        || ex->next_span == NULL || ex->moving == NULL || (conf->resources && ex->resources == NULL))
     {
         snprintf(err, err_size, "out of memory");
         if (conf->file_fd > 0) {
@@ -501,14 +524,31 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
     ex->res.nattributes = conf->nresource_attributes;
 
     /* takes conf->file_fd over, whatever happens */
-    ex->transport = create_transport(ex, conf, kind, err, err_size);
+    ex->lanes[0].transport = create_transport(ex, conf, kind, err, err_size);
 
-    if (ex->transport == NULL) {
+    if (ex->lanes[0].transport == NULL) {
         vq_exporter_destroy(ex);
         return NULL;
     }
 
-    ex->target = copy_string(vq_transport_target(ex->transport));
+    ex->nlanes = 1;
+
+    /* the second lane's batch is made when it is first needed */
+    if (vq_transport_overlaps(ex->lanes[0].transport)) {
+        second = *conf;
+        second.file_fd = -1;            /* closed already */
+
+        ex->lanes[1].transport = create_transport(ex, &second, kind, err,
+                                                  err_size);
+        if (ex->lanes[1].transport == NULL) {
+            vq_exporter_destroy(ex);
+            return NULL;
+        }
+
+        ex->nlanes = 2;
+    }
+
+    ex->target = copy_string(vq_transport_target(ex->lanes[0].transport));
 
     if (ex->target == NULL || set_headers(ex, ex->conf.project_id) != VQ_OK) {
         snprintf(err, err_size, "out of memory");
@@ -548,6 +588,8 @@ vq_exporter_add_queue(vq_exporter_t *ex, vq_queue_t *queue,
 void
 vq_exporter_destroy(vq_exporter_t *ex)
 {
+    size_t  i;
+
     if (ex == NULL) {
         return;
     }
@@ -556,9 +598,14 @@ vq_exporter_destroy(vq_exporter_t *ex)
         vq_exporter_stop(ex, 0);
     }
 
-    vq_transport_destroy(ex->transport);
+    for (i = 0; i < 2; i++) {
+        vq_transport_destroy(ex->lanes[i].transport);
+        vq_buf_free(&ex->lanes[i].body);
+        free(ex->lanes[i].batch);
+        free(ex->lanes[i].spans);
+    }
+
     vq_resources_destroy(ex->resources);
-    vq_buf_free(&ex->body);
 
     if (ex->conf.api_key) {
         memset((char *) ex->conf.api_key, 0, strlen(ex->conf.api_key));
@@ -574,8 +621,7 @@ vq_exporter_destroy(vq_exporter_t *ex)
     free_kv(ex->headers, ex->conf.nheaders);
     free(ex->headers_project);
     free(ex->target);
-    free(ex->batch);
-    free(ex->spans);
+    free(ex->next_span);
     free(ex->moving);
 
     pthread_mutex_destroy(&ex->lock);
@@ -585,24 +631,21 @@ vq_exporter_destroy(vq_exporter_t *ex)
 }
 
 /*
- * Encodes spans with the protocol and hands the body to the transport:
- * the answer is in ex->result.  Export requests count in the exporter's
- * own queue's counters.
+ * Encodes spans with the protocol and hands the body to the lane's
+ * transport, which sends it; finish_post() waits for the answer.
  */
 static void
-post(vq_exporter_t *ex, const vq_resource_t *res,
+begin_post(vq_exporter_t *ex, vq_lane_t *lane, const vq_resource_t *res,
     const vq_span_t *const *spans, size_t n)
 {
     vq_send_result_t  *r;
-    vq_stats_t        *stats;
     int                encoded;
 
-    r = &ex->result;
-    stats = ex->sources[0].stats;
+    r = &lane->result;
 
-    vq_buf_reset(&ex->body);
+    vq_buf_reset(&lane->body);
 
-    encoded = ex->protocol->encode(&ex->body, res, spans, n);
+    encoded = ex->protocol->encode(&lane->body, res, spans, n);
 
     if (encoded < 0 || set_headers(ex, res->project_id) != VQ_OK) {
         r->status = 0;
@@ -610,35 +653,60 @@ post(vq_exporter_t *ex, const vq_resource_t *res,
         r->location[0] = '\0';
         r->warning[0] = '\0';
         snprintf(r->error, sizeof(r->error), "out of memory encoding a batch");
-        ex->encoded = 0;
-
-        /* a request that could not be made is a request that failed */
-        vq_stats_add(&stats->export_requests, 1);
-        vq_stats_set(&stats->last_export_status, 0);
+        lane->encoded = 0;
+        lane->begun = 0;
         return;
     }
 
-    ex->encoded = (size_t) encoded;
+    lane->encoded = (size_t) encoded;
 
-    vq_transport_send(ex->transport, &ex->body, r);
+    vq_transport_begin(lane->transport, &lane->body, r);
+    lane->begun = 1;
+}
+
+/*
+ * The answer is in lane->result.  Export requests count in the exporter's
+ * own queue's counters; a request that could not be made is a request
+ * that failed.
+ */
+static void
+finish_post(vq_exporter_t *ex, vq_lane_t *lane)
+{
+    vq_stats_t  *stats;
+
+    stats = ex->sources[0].stats;
+
+    if (lane->begun) {
+        vq_transport_finish(lane->transport, &lane->result);
+        lane->begun = 0;
+    }
 
     vq_stats_add(&stats->export_requests, 1);
-    vq_stats_set(&stats->last_export_status, (uint64_t) r->status);
+    vq_stats_set(&stats->last_export_status, (uint64_t) lane->result.status);
 }
 
 int
 vq_exporter_send(vq_exporter_t *ex, const vq_span_t *const *spans, size_t n)
 {
-    post(ex, &ex->res, spans, n);
+    vq_lane_t  *lane;
 
-    return (ex->result.status >= 200 && ex->result.status < 300) ? VQ_OK
-                                                                : VQ_ERROR;
+    lane = &ex->lanes[0];
+
+    begin_post(ex, lane, &ex->res, spans, n);
+    finish_post(ex, lane);
+
+    return (lane->result.status >= 200 && lane->result.status < 300)
+           ? VQ_OK : VQ_ERROR;
 }
 
 void
 vq_exporter_reopen(vq_exporter_t *ex)
 {
-    vq_transport_reopen(ex->transport);
+    size_t  i;
+
+    for (i = 0; i < ex->nlanes; i++) {
+        vq_transport_reopen(ex->lanes[i].transport);
+    }
 }
 
 static int
@@ -701,15 +769,19 @@ idle_until_wake(vq_exporter_t *ex, uint32_t seen, int64_t now)
     size_t        i;
     int64_t       wait;
     uint64_t      end;
+    vq_lane_t    *lane;
     vq_source_t  *own, *s;
 
     own = &ex->sources[0];
 
-    if (ex->count > 0) {
-        wait = ex->batch_started + ex->conf.flush_interval_ms - now;
+    wait = ex->conf.flush_interval_ms;
 
-    } else {
-        wait = ex->conf.flush_interval_ms;
+    for (lane = ex->lanes; lane < ex->lanes + 2; lane++) {
+        if (lane->count > 0
+            && lane->batch_started + ex->conf.flush_interval_ms - now < wait)
+        {
+            wait = lane->batch_started + ex->conf.flush_interval_ms - now;
+        }
     }
 
     soon = own->stalled_pos != VQ_QUEUE_NOT_STALLED;
@@ -910,19 +982,26 @@ resource_of(vq_exporter_t *ex, const vq_span_t *span)
     return entry;
 }
 
+/* The lane that is not this one. */
+static vq_lane_t *
+other_lane(vq_exporter_t *ex, vq_lane_t *lane)
+{
+    return lane == &ex->lanes[0] ? &ex->lanes[1] : &ex->lanes[0];
+}
+
 /* An empty batch gets the record that ended the last one, or the next. */
 static size_t
 start_batch(vq_exporter_t *ex)
 {
-    vq_span_t    *next;
+    vq_lane_t    *lane;
     vq_source_t  *own;
 
     own = &ex->sources[0];
+    lane = ex->lane;
 
     if (ex->next) {
-        next = &ex->batch[ex->conf.batch_size];
-        memcpy(&ex->batch[0], next, vq_span_size(next));
-        ex->entry = ex->next_entry;
+        memcpy(&lane->batch[0], ex->next_span, vq_span_size(ex->next_span));
+        lane->entry = ex->next_entry;
         ex->next = 0;
 
     } else {
@@ -930,45 +1009,57 @@ start_batch(vq_exporter_t *ex)
             return 0;
         }
 
-        if (take(ex, own, &ex->batch[0]) != VQ_OK) {
+        if (take(ex, own, &lane->batch[0]) != VQ_OK) {
             check_stalled(ex, own);
             return 0;
         }
 
-        ex->entry = resource_of(ex, &ex->batch[0]);
+        lane->entry = resource_of(ex, &lane->batch[0]);
     }
 
-    ex->spans[0] = &ex->batch[0];
-    ex->count = 1;
-    ex->batch_started = ex->last_empty;
+    lane->spans[0] = &lane->batch[0];
+    lane->count = 1;
+    lane->batch_started = ex->last_empty;
 
     return 1;
 }
 
 /*
- * Tops the batch up from the exporter's queue, with records of its
- * resource; returns how many records it took.
+ * Tops the lane's batch up from the exporter's queue, with records of its
+ * resource; returns how many records it took.  An empty lane gives way
+ * to the other if that one holds records: they are older.
  */
 static size_t
 fill_batch(vq_exporter_t *ex)
 {
     size_t                taken;
     vq_span_t            *span;
+    vq_lane_t            *lane, *other;
     vq_source_t          *own;
     const vq_resource_t  *entry;
 
     own = &ex->sources[0];
     taken = 0;
 
-    if (ex->count == 0) {
+    other = other_lane(ex, ex->lane);
+
+    if (ex->lane->count == 0 && other->count > 0 && !other->in_flight) {
+        ex->lane = other;
+    }
+
+    lane = ex->lane;
+
+    if (lane->count == 0) {
         taken = start_batch(ex);
         if (taken == 0) {
             return 0;
         }
     }
 
-    while (ex->count < ex->conf.batch_size && !ex->next && may_take(ex, own)) {
-        span = &ex->batch[ex->count];
+    while (lane->count < ex->conf.batch_size && !ex->next
+           && may_take(ex, own))
+    {
+        span = &lane->batch[lane->count];
 
         if (take(ex, own, span) != VQ_OK) {
             if (taken == 0) {
@@ -980,39 +1071,58 @@ fill_batch(vq_exporter_t *ex)
         taken++;
         entry = resource_of(ex, span);
 
-        if (entry != ex->entry) {
+        if (entry != lane->entry) {
             /* another configuration's: it starts the next batch */
-            memcpy(&ex->batch[ex->conf.batch_size], span, vq_span_size(span));
+            memcpy(ex->next_span, span, vq_span_size(span));
             ex->next = 1;
             ex->next_entry = entry;
             break;
         }
 
-        ex->spans[ex->count++] = span;
+        lane->spans[lane->count++] = span;
     }
 
     return taken;
 }
 
-static const vq_resource_t *
-batch_resource(vq_exporter_t *ex)
+/* Whether the lane's batch is to be sent now. */
+static int
+batch_ready(vq_exporter_t *ex, vq_lane_t *lane, int64_t now)
 {
-    if (ex->entry == NULL) {
+    return lane->count == ex->conf.batch_size
+           || (lane->count > 0
+               && (ex->next || ex->failures > 0
+                   || now - lane->batch_started
+                      >= ex->conf.flush_interval_ms));
+}
+
+static const vq_resource_t *
+batch_resource(vq_exporter_t *ex, vq_lane_t *lane)
+{
+    if (lane->entry == NULL) {
         return &ex->res;
     }
 
     /* what the table keeps is its generation's; the rest is ours */
-    ex->batch_res = *ex->entry;
+    ex->batch_res = *lane->entry;
     ex->batch_res.hostname = ex->hostname;
     ex->batch_res.sdk_version = VQ_VERSION;
 
     return &ex->batch_res;
 }
 
+static void
+begin_batch(vq_exporter_t *ex, vq_lane_t *lane)
+{
+    begin_post(ex, lane, batch_resource(ex, lane), lane->spans, lane->count);
+    lane->in_flight = 1;
+}
+
 /*
- * One attempt to send the batch.  Returns 0 when the batch is done with
- * (sent, or refused for good), or the wait in ms before the next try.
- * Its spans count in the counters of the queue they came from.
+ * The answer to the lane's batch.  Returns 0 when the batch is done with
+ * (sent, or refused for good), or the wait in ms before the next try (the
+ * lane keeps it).  Its spans count in the counters of the queue they came
+ * from.
  *
  * 2xx: sent.  3xx: a redirect is a configuration error (the endpoint is
  * not where the collector is), never followed: dropped, like a 4xx other
@@ -1021,7 +1131,7 @@ batch_resource(vq_exporter_t *ex)
  * after the Retry-After of a 429 or 503 (bounded).
  */
 static int64_t
-send_batch(vq_exporter_t *ex)
+finish_batch(vq_exporter_t *ex, vq_lane_t *lane)
 {
     long               status;
     unsigned           shift;
@@ -1030,16 +1140,17 @@ send_batch(vq_exporter_t *ex)
     vq_send_result_t  *r;
 
     stats = ex->sources[0].stats;
-    r = &ex->result;
+    r = &lane->result;
 
-    post(ex, batch_resource(ex), ex->spans, ex->count);
+    finish_post(ex, lane);
+    lane->in_flight = 0;
     status = r->status;
 
     if (status >= 200 && status < 300) {
         /* records the encoder refused: only damaged shared memory has them */
-        vq_stats_add(&stats->spans_exported, ex->encoded);
+        vq_stats_add(&stats->spans_exported, lane->encoded);
         vq_stats_add(&stats->spans_dropped_export_failed,
-                     ex->count - ex->encoded);
+                     lane->count - lane->encoded);
 
         if (r->warning[0]) {
             set_message(ex, VQ_LOG_WARN, "export: %s", r->warning);
@@ -1050,7 +1161,7 @@ send_batch(vq_exporter_t *ex)
         }
 
         ex->failures = 0;
-        ex->count = 0;
+        lane->count = 0;
         return 0;
     }
 
@@ -1060,8 +1171,8 @@ send_batch(vq_exporter_t *ex)
         || (status >= 400 && status < 500 && status != 408 && status != 429))
     {
         /* the collector will not take this batch whatever we do */
-        vq_stats_add(&stats->spans_dropped_export_failed, ex->count);
-        count_failure(ex, ex->count);
+        vq_stats_add(&stats->spans_dropped_export_failed, lane->count);
+        count_failure(ex, lane->count);
 
         if (status < 400) {
             set_message(ex, VQ_LOG_ERROR, "export to %s answered HTTP %ld, "
@@ -1069,15 +1180,15 @@ send_batch(vq_exporter_t *ex)
                         "vaquero_endpoint to the collector's URL; %zu spans "
                         "dropped", ex->target, status,
                         r->location[0] ? " to \"" : "", r->location,
-                        r->location[0] ? "\"" : "", ex->count);
+                        r->location[0] ? "\"" : "", lane->count);
         } else {
             set_message(ex, VQ_LOG_ERROR, "export to %s refused with HTTP "
                         "%ld, %zu spans dropped", ex->target, status,
-                        ex->count);
+                        lane->count);
         }
 
         ex->failures = 0;
-        ex->count = 0;
+        lane->count = 0;
         return 0;
     }
 
@@ -1123,6 +1234,104 @@ send_batch(vq_exporter_t *ex)
     return backoff;
 }
 
+/* One attempt to send the lane's batch, as finish_batch() says. */
+static int64_t
+send_batch(vq_exporter_t *ex)
+{
+    begin_batch(ex, ex->lane);
+    return finish_batch(ex, ex->lane);
+}
+
+/*
+ * Whether another batch may go on the other lane while this lane's
+ * request waits for its answer: the collector answered the last ones,
+ * this request went, the other lane is free, and the queue holds a
+ * batch's worth (the exporter is behind).
+ */
+static int
+may_overlap(vq_exporter_t *ex, vq_lane_t *lane)
+{
+    vq_lane_t         *other;
+    vq_queue_stats_t   qs;
+
+    if (ex->nlanes < 2 || ex->failures > 0 || lane->result.error[0] != '\0') {
+        return 0;
+    }
+
+    other = other_lane(ex, lane);
+
+    if (other->count > 0) {
+        return 0;
+    }
+
+    vq_queue_get_stats(ex->sources[0].queue, &qs);
+
+    if (qs.used < ex->conf.batch_size) {
+        return 0;
+    }
+
+    if (other->batch == NULL) {
+        other->batch = malloc(ex->conf.batch_size * sizeof(vq_span_t));
+        other->spans = malloc(ex->conf.batch_size * sizeof(vq_span_t *));
+
+        if (other->batch == NULL || other->spans == NULL) {
+            free(other->batch);
+            free(other->spans);
+            other->batch = NULL;
+            other->spans = NULL;
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+/*
+ * Sends the lane's batch and, while the queue holds more than it, the
+ * next batches each on the other lane before the answer to the one
+ * before is read.  Returns what finish_batch() says; the lane that keeps
+ * a batch to try again (the older, when both do) is the one filled next.
+ */
+static int64_t
+send_batches(vq_exporter_t *ex)
+{
+    int64_t     wait, also;
+    vq_lane_t  *sent, *next;
+
+    sent = ex->lane;
+    begin_batch(ex, sent);
+
+    while (may_overlap(ex, sent)) {
+        next = other_lane(ex, sent);
+        ex->lane = next;
+        fill_batch(ex);
+
+        if (!batch_ready(ex, next, vq_monotonic_ms())) {
+            /* what it took goes with a later batch */
+            break;
+        }
+
+        begin_batch(ex, next);
+        wait = finish_batch(ex, sent);
+
+        if (wait) {
+            also = finish_batch(ex, next);
+            ex->lane = sent;
+            return also > wait ? also : wait;
+        }
+
+        sent = next;
+    }
+
+    wait = finish_batch(ex, sent);
+
+    if (wait) {
+        ex->lane = sent;
+    }
+
+    return wait;
+}
+
 /*
  * A record taken and not sent goes back to its queue.  One that does not
  * fit any more is dropped here, and counted here only: a requeue is not a
@@ -1145,23 +1354,28 @@ put_back(vq_source_t *s, const vq_span_t *span)
 static void
 return_batch(vq_exporter_t *ex)
 {
-    size_t  i;
+    size_t      i, held;
+    vq_lane_t  *lane;
 
-    if (ex->count + (size_t) ex->next > 0) {
+    held = ex->lanes[0].count + ex->lanes[1].count + (size_t) ex->next;
+
+    if (held > 0) {
         set_message(ex, VQ_LOG_ERROR, "stopped with %zu spans not sent to "
                     "%s within vaquero_shutdown_timeout: back in the queue "
                     "for the next workers, lost if nginx stops",
-                    ex->count + (size_t) ex->next, ex->target);
+                    held, ex->target);
     }
 
-    for (i = 0; i < ex->count; i++) {
-        put_back(&ex->sources[0], ex->spans[i]);
-    }
+    for (lane = ex->lanes; lane < ex->lanes + 2; lane++) {
+        for (i = 0; i < lane->count; i++) {
+            put_back(&ex->sources[0], lane->spans[i]);
+        }
 
-    ex->count = 0;
+        lane->count = 0;
+    }
 
     if (ex->next) {
-        put_back(&ex->sources[0], &ex->batch[ex->conf.batch_size]);
+        put_back(&ex->sources[0], ex->next_span);
         ex->next = 0;
     }
 }
@@ -1246,13 +1460,8 @@ run(void *data)
         taken = fill_batch(ex);
         now = vq_monotonic_ms();
 
-        if (ex->count == ex->conf.batch_size
-            || (ex->count > 0 && ex->next)
-            || (ex->count > 0
-                && now - ex->batch_started >= ex->conf.flush_interval_ms)
-            || (ex->count > 0 && ex->failures > 0))
-        {
-            wait = send_batch(ex);
+        if (batch_ready(ex, ex->lane, now)) {
+            wait = send_batches(ex);
             backoff_until = wait ? vq_monotonic_ms() + wait : 0;
             continue;
         }
@@ -1292,7 +1501,7 @@ run(void *data)
     while (vq_monotonic_ms() < deadline) {
         fill_batch(ex);
 
-        if (ex->count == 0) {
+        if (ex->lane->count == 0) {
             break;
         }
 
@@ -1326,7 +1535,10 @@ vq_exporter_start(vq_exporter_t *ex)
     ex->stopping = 0;
     ex->draining = 0;
     __atomic_store_n(&ex->abort_at, 0, __ATOMIC_RELAXED);
-    vq_transport_abort_at(ex->transport, 0);
+
+    for (i = 0; i < ex->nlanes; i++) {
+        vq_transport_abort_at(ex->lanes[i].transport, 0);
+    }
 
     for (i = 0; i < ex->nsources; i++) {
         vq_queue_raise_generation(ex->sources[i].queue, ex->conf.generation);
@@ -1379,7 +1591,10 @@ vq_exporter_stop(vq_exporter_t *ex, unsigned timeout_ms)
     /* the thread may sleep on the queue, with other processes' threads */
     vq_queue_wake(ex->sources[0].queue, 1);
 
-    vq_transport_abort_at(ex->transport, vq_monotonic_ms() + timeout_ms);
+    for (i = 0; i < ex->nlanes; i++) {
+        vq_transport_abort_at(ex->lanes[i].transport,
+                              vq_monotonic_ms() + timeout_ms);
+    }
 
     pthread_join(ex->thread, NULL);
     ex->running = 0;

@@ -26,7 +26,8 @@
 #include "check.h"
 #include "wedge.h"
 
-#define MAX_REQUESTS  256
+#define MAX_REQUESTS     256
+#define MAX_CONNECTIONS  64
 
 typedef struct {
     int              fd;
@@ -44,6 +45,12 @@ typedef struct {
     int              done;
     void           (*hook)(void *data, int n);  /* on request n, unanswered */
     void            *hook_data;
+    pthread_t        conns[MAX_CONNECTIONS];     /* one thread each */
+    int              fds[MAX_CONNECTIONS];
+    int              nconns;
+    int              most_open;     /* connections open at once, at most */
+    int              overlapped;    /* hold_first(): a second request came */
+    int              open;
 } server_t;
 
 static char *
@@ -102,18 +109,28 @@ now_ms(void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+typedef struct {
+    server_t  *s;
+    int        c;
+} conn_t;
+
+/* One connection: its requests, answered in turn, until it closes. */
 static void *
-serve(void *data)
+serve_connection(void *data)
 {
-    server_t       *s = data;
+    conn_t         *conn = data;
+    server_t       *s = conn->s;
     char           *head, *body, reply[512], date[80];
     const char     *extra;
     time_t          at;
     struct tm       tm;
-    int             c, status;
+    int             c, status, n;
     struct linger   lg;
 
-    while ((c = accept(s->fd, NULL, NULL)) >= 0) {
+    c = conn->c;
+    free(conn);
+
+    {
         while ((head = read_request(c, &body)) != NULL) {
             pthread_mutex_lock(&s->lock);
             status = s->requests < s->nstatuses ? s->statuses[s->requests]
@@ -125,11 +142,11 @@ serve(void *data)
                 s->bodies[s->requests] = body;
                 s->times[s->requests] = now_ms();
             }
-            s->requests++;
+            n = s->requests++;
             pthread_mutex_unlock(&s->lock);
 
             if (s->hook) {
-                s->hook(s->hook_data, s->requests - 1);
+                s->hook(s->hook_data, n);
             }
 
             while (s->stall && !__atomic_load_n(&s->done, __ATOMIC_RELAXED)) {
@@ -140,7 +157,7 @@ serve(void *data)
                 /* half an answer, then a reset */
                 snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\n"
                          "Content-Length: 100\r\n\r\n{\"partial");
-                (void) !write(c, reply, strlen(reply));
+                (void) !send(c, reply, strlen(reply), MSG_NOSIGNAL);
                 lg.l_onoff = 1;
                 lg.l_linger = 0;
                 setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -159,11 +176,47 @@ serve(void *data)
             snprintf(reply, sizeof(reply), "HTTP/1.1 %d X\r\n%s"
                      "Content-Length: 2\r\n\r\n{}", status,
                      extra ? extra : "");
-            if (write(c, reply, strlen(reply)) < 0) {
+            if (send(c, reply, strlen(reply), MSG_NOSIGNAL) < 0) {
                 break;
             }
         }
-        close(c);
+    }
+
+    pthread_mutex_lock(&s->lock);
+    s->open--;
+    pthread_mutex_unlock(&s->lock);
+
+    return NULL;
+}
+
+/* The collector takes connections as they come, each in its own thread. */
+static void *
+serve(void *data)
+{
+    server_t  *s = data;
+    conn_t    *conn;
+    int        c;
+
+    while ((c = accept(s->fd, NULL, NULL)) >= 0) {
+        pthread_mutex_lock(&s->lock);
+
+        if (s->nconns == MAX_CONNECTIONS) {
+            pthread_mutex_unlock(&s->lock);
+            close(c);
+            continue;
+        }
+
+        conn = malloc(sizeof(conn_t));
+        conn->s = s;
+        conn->c = c;
+        s->fds[s->nconns] = c;
+        s->open++;
+        if (s->open > s->most_open) {
+            s->most_open = s->open;
+        }
+        pthread_create(&s->conns[s->nconns++], NULL, serve_connection, conn);
+
+        pthread_mutex_unlock(&s->lock);
     }
 
     return NULL;
@@ -203,6 +256,13 @@ server_stop(server_t *s)
     shutdown(s->fd, SHUT_RDWR);
     pthread_join(s->thread, NULL);
     close(s->fd);
+
+    /* connections the client left open end here */
+    for (i = 0; i < s->nconns; i++) {
+        shutdown(s->fds[i], SHUT_RDWR);
+        pthread_join(s->conns[i], NULL);
+        close(s->fds[i]);
+    }
 
     for (i = 0; i < s->requests && i < MAX_REQUESTS; i++) {
         free(s->heads[i]);
@@ -2078,6 +2138,134 @@ test_scheme_case(void)
     server_stop(&srv);
 }
 
+/*
+ * The first request is answered only once a second one came (or after
+ * 3 s): when the queue holds more than a batch, the exporter sends the
+ * next batch on its second connection before it reads the first answer.
+ */
+static void
+hold_first(void *data, int n)
+{
+    server_t  *s = data;
+    int        i;
+
+    if (n != 0) {
+        return;
+    }
+
+    for (i = 0; i < 300 && server_requests(s) < 2; i++) {
+        usleep(10000);
+    }
+
+    pthread_mutex_lock(&s->lock);
+    s->overlapped = s->requests >= 2;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* spans in the bodies of the requests answered 2xx */
+static size_t
+traces_delivered(server_t *s)
+{
+    json_t  *doc;
+    size_t   traces;
+    int      i, status;
+
+    traces = 0;
+
+    for (i = 0; i < server_requests(s) && i < MAX_REQUESTS; i++) {
+        status = i < s->nstatuses ? s->statuses[i] : 200;
+        doc = json_loads(s->bodies[i], 0, NULL);
+
+        if (doc && status >= 200 && status < 300) {
+            traces += json_array_size(json_object_get(doc, "traces"));
+        }
+
+        json_decref(doc);
+    }
+
+    return traces;
+}
+
+static void
+test_overlap(void)
+{
+    vq_exporter_t  *ex;
+    server_t        srv;
+    fixture_t       f;
+
+    memset(&srv, 0, sizeof(srv));
+    srv.hook = hold_first;
+    srv.hook_data = &srv;
+    server_start(&srv);
+    fixture_init(&f, 300);
+
+    ex = exporter(&f, srv.port, 100);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+    CHECK(wait_for(&f.stats.spans_exported, 300));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(srv.overlapped, 1);
+    CHECK_INT(srv.most_open, 2);
+    CHECK_INT(server_requests(&srv), 3);
+    CHECK_INT(f.stats.export_requests, 3);
+    CHECK_INT(f.stats.export_failures, 0);
+    CHECK_INT(f.stats.spans_exported, 300);
+    CHECK_INT(traces_delivered(&srv), 300);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+
+    /* the first of two in flight fails: it goes again, the second not */
+    memset(&srv, 0, sizeof(srv));
+    srv.statuses[0] = 503;
+    srv.nstatuses = 1;
+    srv.hook = hold_first;
+    srv.hook_data = &srv;
+    server_start(&srv);
+    fixture_init(&f, 300);
+
+    ex = exporter(&f, srv.port, 100);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+    CHECK(wait_for(&f.stats.spans_exported, 300));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(srv.overlapped, 1);
+    CHECK_INT(server_requests(&srv), 4);
+    CHECK_INT(f.stats.export_requests, 4);
+    CHECK_INT(f.stats.export_failures, 1);
+    CHECK_INT(f.stats.export_retries, 1);
+    CHECK_INT(f.stats.spans_exported, 300);
+    CHECK_INT(f.stats.spans_dropped_export_failed, 0);
+    CHECK_INT(traces_delivered(&srv), 300);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+
+    /* the second of two in flight fails */
+    memset(&srv, 0, sizeof(srv));
+    srv.statuses[1] = 503;
+    srv.nstatuses = 2;
+    srv.statuses[0] = 200;
+    srv.hook = hold_first;
+    srv.hook_data = &srv;
+    server_start(&srv);
+    fixture_init(&f, 300);
+
+    ex = exporter(&f, srv.port, 100);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+    CHECK(wait_for(&f.stats.spans_exported, 300));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(srv.overlapped, 1);
+    CHECK_INT(server_requests(&srv), 4);
+    CHECK_INT(f.stats.export_retries, 1);
+    CHECK_INT(f.stats.spans_exported, 300);
+    CHECK_INT(traces_delivered(&srv), 300);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
 int
 main(void)
 {
@@ -2111,6 +2299,7 @@ main(void)
     test_kept_queue_polled();
     test_bad_endpoints();
     test_scheme_case();
+    test_overlap();
 
     vq_library_cleanup();
 
