@@ -355,6 +355,11 @@ sub alerts {
 #   "reset"                          a 200's head and half its body, then
 #                                    a TCP reset
 #   "reset-head"                     half a status line, then a TCP reset
+#   "200 wait-go"                    that status once the file collector.go
+#                                    is there (30 s at most)
+#   "200 hold=N"                     that status once N requests came (5 s
+#                                    at most); how many had come then goes
+#                                    into collector.held, a line each
 #
 # A mode of several lines is a script: each request takes the first line
 # while more than one is left, then the last one holds.  A collector that
@@ -497,6 +502,25 @@ sub _serve_connection {
             return;
         }
 
+        if ($mode =~ / wait-go$/) {
+            for (1 .. 3000) {
+                last if -e "$dir/collector.go";
+                select undef, undef, undef, 0.01;
+            }
+        }
+
+        if ($mode =~ / hold=(\d+)$/) {
+            my ($want, $seen) = ($1, 0);
+            for (1 .. 500) {
+                $seen = _count_lines("$dir/collector.log");
+                last if $seen >= $want;
+                select undef, undef, undef, 0.01;
+            }
+            open my $held, '>>', "$dir/collector.held" or die;
+            print $held "$seen\n";
+            close $held;
+        }
+
         if ($mode eq 'reset' || $mode eq 'reset-head') {
             syswrite $c, $mode eq 'reset'
                 ? "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"par"
@@ -526,6 +550,15 @@ sub _serve_connection {
                    . $extra
                    . "Content-Length: " . length($reply) . "\r\n\r\n$reply";
     }
+}
+
+sub _count_lines {
+    my ($path) = @_;
+    open my $fh, '<', $path or return 0;
+    my $n = 0;
+    $n++ while <$fh>;
+    close $fh;
+    return $n;
 }
 
 sub stop_collector {
