@@ -13,12 +13,17 @@
  * starts the next one.  Records of the other queues are moved into the
  * exporter's own before they are sent.
  *
- * An HTTP exporter has two lanes, each a batch with its own connection.
- * One is enough while the collector keeps up.  When a request is sent and
- * the queue still holds a batch's worth, that batch goes on the other
- * lane before the first answer is read: two requests in flight, so that
- * a collector far away (batch_size / its answer time) does not cap what
- * a worker can export.
+ * There are two lanes, each a batch with its body and result, and an
+ * HTTP exporter has two transports (two connections).  One is enough
+ * while the collector keeps up.  When a request is sent and the queue
+ * still holds a batch's worth, the next batch goes on the other lane and
+ * connection before the first answer is read: two requests in flight, so
+ * that a collector far away (batch_size / its answer time) does not cap
+ * what a worker can export.  A batch sent alone (a retry) takes the first
+ * connection, so that a collector that serves one connection at a time
+ * still gets it; one that is found to (no answer on the second
+ * connection while the first was answered) gets no second request in
+ * flight again.
  */
 
 #ifndef _GNU_SOURCE
@@ -48,7 +53,7 @@
 #define VQ_MOVE_MAX           1024      /* records moved between two batches */
 
 typedef struct {
-    vq_transport_t       *transport;
+    vq_transport_t       *transport;        /* the one it was sent with */
     vq_send_result_t      result;
     vq_buf_t              body;
     vq_span_t            *batch;            /* batch_size records */
@@ -59,6 +64,7 @@ typedef struct {
     int64_t               batch_started;    /* monotonic ms */
     int                   begun;            /* the transport has it */
     int                   in_flight;        /* begun, not finished */
+    int                   overlapped;       /* begun while the other was */
 } vq_lane_t;
 
 typedef struct {
@@ -94,8 +100,10 @@ struct vq_exporter_s {
     int                   headers_set;
     char                 *headers_project;  /* the project header's value */
 
-    vq_lane_t             lanes[2];         /* [1]: HTTP only */
-    size_t                nlanes;
+    vq_transport_t       *transports[2];    /* [1]: HTTP only */
+    size_t                ntransports;
+    int                   serial;           /* one request at a time */
+    vq_lane_t             lanes[2];
     vq_lane_t            *lane;             /* the one filled */
     vq_span_t            *next_span;        /* the next batch's first */
     int                   next;             /*   record, when set */
@@ -255,7 +263,6 @@ set_headers(vq_exporter_t *ex, const char *project)
     char                 *lines[4 + VQ_EXPORTER_MAX_HEADERS], *copy;
     size_t                n, i;
     int                   rc;
-    vq_lane_t            *lane;
 
     if (ex->headers_set && same_string(project, ex->headers_project)) {
         return VQ_OK;
@@ -292,10 +299,12 @@ set_headers(vq_exporter_t *ex, const char *project)
         goto done;
     }
 
-    for (lane = ex->lanes; lane < ex->lanes + ex->nlanes; lane++) {
-        rc = vq_transport_set_headers(lane->transport,
+    for (i = 0; i < ex->ntransports; i++) {
+        rc = vq_transport_set_headers(ex->transports[i],
                                       (const char *const *) lines, n);
         if (rc != VQ_OK) {
+            /* the lanes may differ now: all are set again next time */
+            ex->headers_set = 0;
             free(copy);
             goto done;
         }
@@ -524,31 +533,31 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
     ex->res.nattributes = conf->nresource_attributes;
 
     /* takes conf->file_fd over, whatever happens */
-    ex->lanes[0].transport = create_transport(ex, conf, kind, err, err_size);
+    ex->transports[0] = create_transport(ex, conf, kind, err, err_size);
 
-    if (ex->lanes[0].transport == NULL) {
+    if (ex->transports[0] == NULL) {
         vq_exporter_destroy(ex);
         return NULL;
     }
 
-    ex->nlanes = 1;
+    ex->ntransports = 1;
 
     /* the second lane's batch is made when it is first needed */
-    if (vq_transport_overlaps(ex->lanes[0].transport)) {
+    if (vq_transport_overlaps(ex->transports[0])) {
         second = *conf;
         second.file_fd = -1;            /* closed already */
 
-        ex->lanes[1].transport = create_transport(ex, &second, kind, err,
-                                                  err_size);
-        if (ex->lanes[1].transport == NULL) {
+        ex->transports[1] = create_transport(ex, &second, kind, err,
+                                             err_size);
+        if (ex->transports[1] == NULL) {
             vq_exporter_destroy(ex);
             return NULL;
         }
 
-        ex->nlanes = 2;
+        ex->ntransports = 2;
     }
 
-    ex->target = copy_string(vq_transport_target(ex->lanes[0].transport));
+    ex->target = copy_string(vq_transport_target(ex->transports[0]));
 
     if (ex->target == NULL || set_headers(ex, ex->conf.project_id) != VQ_OK) {
         snprintf(err, err_size, "out of memory");
@@ -599,7 +608,7 @@ vq_exporter_destroy(vq_exporter_t *ex)
     }
 
     for (i = 0; i < 2; i++) {
-        vq_transport_destroy(ex->lanes[i].transport);
+        vq_transport_destroy(ex->transports[i]);
         vq_buf_free(&ex->lanes[i].body);
         free(ex->lanes[i].batch);
         free(ex->lanes[i].spans);
@@ -691,6 +700,7 @@ vq_exporter_send(vq_exporter_t *ex, const vq_span_t *const *spans, size_t n)
     vq_lane_t  *lane;
 
     lane = &ex->lanes[0];
+    lane->transport = ex->transports[0];
 
     begin_post(ex, lane, &ex->res, spans, n);
     finish_post(ex, lane);
@@ -704,8 +714,8 @@ vq_exporter_reopen(vq_exporter_t *ex)
 {
     size_t  i;
 
-    for (i = 0; i < ex->nlanes; i++) {
-        vq_transport_reopen(ex->lanes[i].transport);
+    for (i = 0; i < ex->ntransports; i++) {
+        vq_transport_reopen(ex->transports[i]);
     }
 }
 
@@ -1111,9 +1121,19 @@ batch_resource(vq_exporter_t *ex, vq_lane_t *lane)
     return &ex->batch_res;
 }
 
+/* On the first connection, unless the other lane's request is on it. */
 static void
 begin_batch(vq_exporter_t *ex, vq_lane_t *lane)
 {
+    vq_lane_t  *other;
+
+    other = other_lane(ex, lane);
+
+    lane->overlapped = other->in_flight;
+    lane->transport = (other->in_flight
+                       && other->transport == ex->transports[0])
+                      ? ex->transports[1] : ex->transports[0];
+
     begin_post(ex, lane, batch_resource(ex, lane), lane->spans, lane->count);
     lane->in_flight = 1;
 }
@@ -1245,8 +1265,9 @@ send_batch(vq_exporter_t *ex)
 /*
  * Whether another batch may go on the other lane while this lane's
  * request waits for its answer: the collector answered the last ones,
- * this request went, the other lane is free, and the queue holds a
- * batch's worth (the exporter is behind).
+ * this request went, the other lane is free, the queue holds a batch's
+ * worth (the exporter is behind), and no stop was asked for (a stopping
+ * exporter takes only what was queued before).
  */
 static int
 may_overlap(vq_exporter_t *ex, vq_lane_t *lane)
@@ -1254,7 +1275,9 @@ may_overlap(vq_exporter_t *ex, vq_lane_t *lane)
     vq_lane_t         *other;
     vq_queue_stats_t   qs;
 
-    if (ex->nlanes < 2 || ex->failures > 0 || lane->result.error[0] != '\0') {
+    if (ex->ntransports < 2 || ex->serial || ex->failures > 0
+        || lane->result.error[0] != '\0' || stopping(ex))
+    {
         return 0;
     }
 
@@ -1287,6 +1310,24 @@ may_overlap(vq_exporter_t *ex, vq_lane_t *lane)
 }
 
 /*
+ * A request sent while the other lane's was in flight got no answer, and
+ * that one did (else the batches would not have gone on): a collector
+ * that serves one connection at a time leaves the second one waiting
+ * until the first closes.  It gets one request at a time from now on.
+ */
+static void
+check_serial(vq_exporter_t *ex, vq_lane_t *lane)
+{
+    if (lane->overlapped && lane->result.status == 0 && !ex->serial) {
+        ex->serial = 1;
+        set_message(ex, VQ_LOG_WARN, "export to %s: no answer on a second "
+                    "connection while the first one was answered (%s): "
+                    "one request at a time from now on", ex->target,
+                    lane->result.error);
+    }
+}
+
+/*
  * Sends the lane's batch and, while the queue holds more than it, the
  * next batches each on the other lane before the answer to the one
  * before is read.  Returns what finish_batch() says; the lane that keeps
@@ -1296,6 +1337,7 @@ static int64_t
 send_batches(vq_exporter_t *ex)
 {
     int64_t     wait, also;
+    unsigned    failures;
     vq_lane_t  *sent, *next;
 
     sent = ex->lane;
@@ -1315,8 +1357,16 @@ send_batches(vq_exporter_t *ex)
         wait = finish_batch(ex, sent);
 
         if (wait) {
+            check_serial(ex, sent);
+
+            /* the first batch still waits: the second's 2xx recovers nothing */
+            failures = ex->failures;
+            ex->failures = 0;
+
             also = finish_batch(ex, next);
+            ex->failures = failures + (also != 0);
             ex->lane = sent;
+
             return also > wait ? also : wait;
         }
 
@@ -1326,6 +1376,7 @@ send_batches(vq_exporter_t *ex)
     wait = finish_batch(ex, sent);
 
     if (wait) {
+        check_serial(ex, sent);
         ex->lane = sent;
     }
 
@@ -1536,8 +1587,8 @@ vq_exporter_start(vq_exporter_t *ex)
     ex->draining = 0;
     __atomic_store_n(&ex->abort_at, 0, __ATOMIC_RELAXED);
 
-    for (i = 0; i < ex->nlanes; i++) {
-        vq_transport_abort_at(ex->lanes[i].transport, 0);
+    for (i = 0; i < ex->ntransports; i++) {
+        vq_transport_abort_at(ex->transports[i], 0);
     }
 
     for (i = 0; i < ex->nsources; i++) {
@@ -1591,8 +1642,8 @@ vq_exporter_stop(vq_exporter_t *ex, unsigned timeout_ms)
     /* the thread may sleep on the queue, with other processes' threads */
     vq_queue_wake(ex->sources[0].queue, 1);
 
-    for (i = 0; i < ex->nlanes; i++) {
-        vq_transport_abort_at(ex->lanes[i].transport,
+    for (i = 0; i < ex->ntransports; i++) {
+        vq_transport_abort_at(ex->transports[i],
                               vq_monotonic_ms() + timeout_ms);
     }
 

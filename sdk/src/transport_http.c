@@ -418,8 +418,10 @@ io_error(vq_http_transport_t *h, vq_send_result_t *r, const char *doing,
  * Takes in what the connection holds of the answer, without waiting:
  * VQ_OK, the answer is over; VQ_HTTP_AGAIN, more is to come; otherwise
  * r->error says why: VQ_HTTP_CLOSED, the connection closed or failed;
- * VQ_ERROR, not an answer, or a deadline (checked on every read, for an
- * answer that never stops coming).
+ * VQ_ERROR, not an answer, or a deadline (checked after every read that
+ * leaves the answer unfinished, for one that never stops coming; an
+ * answer already there is taken whatever the time: the request's time
+ * may have gone to sending another one, on the other connection).
  */
 static int
 read_answer(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
@@ -430,10 +432,6 @@ read_answer(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
     int       fed;
 
     for ( ;; ) {
-        if (time_left(h, deadline, r) == 0) {
-            return VQ_ERROR;
-        }
-
         rc = curl_easy_recv(h->curl, buf, sizeof(buf), &n);
 
         if (rc == CURLE_AGAIN) {
@@ -466,6 +464,10 @@ read_answer(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
 
         if (fed == VQ_ERROR) {
             snprintf(r->error, sizeof(r->error), "%s", h->answer.error);
+            return VQ_ERROR;
+        }
+
+        if (time_left(h, deadline, r) == 0) {
             return VQ_ERROR;
         }
     }
@@ -559,6 +561,11 @@ read_rest(vq_http_transport_t *h, int got, vq_send_result_t *r)
     short    ready;
 
     deadline = h->deadline;
+
+    /* what came while the thread was away (sending on the other lane) */
+    if (got == VQ_HTTP_AGAIN) {
+        got = read_answer(h, deadline, r);
+    }
 
     while (got == VQ_HTTP_AGAIN) {
         if (wait_for(h, POLLIN, deadline, r, &ready) != VQ_OK) {

@@ -48,6 +48,7 @@ typedef struct {
     pthread_t        conns[MAX_CONNECTIONS];     /* one thread each */
     int              fds[MAX_CONNECTIONS];
     int              nconns;
+    int              serial;        /* a connection at a time, to its end */
     int              most_open;     /* connections open at once, at most */
     int              overlapped;    /* hold_first(): a second request came */
     int              open;
@@ -112,6 +113,7 @@ now_ms(void)
 typedef struct {
     server_t  *s;
     int        c;
+    int        n;           /* its slot in conns[], fds[] */
 } conn_t;
 
 /* One connection: its requests, answered in turn, until it closes. */
@@ -128,6 +130,7 @@ serve_connection(void *data)
     struct linger   lg;
 
     c = conn->c;
+    n = conn->n;
     free(conn);
 
     {
@@ -182,9 +185,13 @@ serve_connection(void *data)
         }
     }
 
+    /* server_stop() shuts down only connections still open */
     pthread_mutex_lock(&s->lock);
     s->open--;
+    s->fds[n] = -1;
     pthread_mutex_unlock(&s->lock);
+
+    close(c);
 
     return NULL;
 }
@@ -207,15 +214,41 @@ serve(void *data)
         }
 
         conn = malloc(sizeof(conn_t));
+        if (conn == NULL) {
+            pthread_mutex_unlock(&s->lock);
+            close(c);
+            continue;
+        }
+
         conn->s = s;
         conn->c = c;
+        conn->n = s->nconns;
         s->fds[s->nconns] = c;
         s->open++;
         if (s->open > s->most_open) {
             s->most_open = s->open;
         }
-        pthread_create(&s->conns[s->nconns++], NULL, serve_connection, conn);
 
+        if (s->serial) {
+            /* the next connection waits in the backlog until this ends */
+            s->conns[s->nconns++] = pthread_self();
+            pthread_mutex_unlock(&s->lock);
+            serve_connection(conn);
+            continue;
+        }
+
+        if (pthread_create(&s->conns[s->nconns], NULL, serve_connection,
+                           conn) != 0)
+        {
+            s->fds[s->nconns] = -1;
+            s->open--;
+            pthread_mutex_unlock(&s->lock);
+            free(conn);
+            close(c);
+            continue;
+        }
+
+        s->nconns++;
         pthread_mutex_unlock(&s->lock);
     }
 
@@ -258,10 +291,16 @@ server_stop(server_t *s)
     close(s->fd);
 
     /* connections the client left open end here */
+    pthread_mutex_lock(&s->lock);
     for (i = 0; i < s->nconns; i++) {
-        shutdown(s->fds[i], SHUT_RDWR);
+        if (s->fds[i] >= 0) {
+            shutdown(s->fds[i], SHUT_RDWR);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    for (i = 0; i < s->nconns && !s->serial; i++) {
         pthread_join(s->conns[i], NULL);
-        close(s->fds[i]);
     }
 
     for (i = 0; i < s->requests && i < MAX_REQUESTS; i++) {
@@ -2266,6 +2305,114 @@ test_overlap(void)
     server_stop(&srv);
 }
 
+/*
+ * A stop asked while batches overlap: the exporter sends what was queued
+ * before the stop, not what is pushed after it (while the answer to a
+ * request of its is held back).  The stop is seen by the queue's wake
+ * count, which vq_exporter_stop() raises after setting "stopping".
+ */
+typedef struct {
+    fixture_t  *f;
+    uint32_t    wakes;
+} late_t;
+
+static void
+push_after_stop(void *data, int n)
+{
+    late_t  *l = data;
+    int      i;
+
+    if (n != 2) {
+        return;
+    }
+
+    for (i = 0; i < 1000 && vq_queue_wakes(l->f->queue) == l->wakes; i++) {
+        usleep(10000);
+    }
+
+    fixture_push(l->f, 100);
+}
+
+static void
+test_stop_while_overlapping(void)
+{
+    vq_queue_stats_t  qs;
+    vq_exporter_t    *ex;
+    server_t          srv;
+    fixture_t         f;
+    late_t            late;
+
+    memset(&srv, 0, sizeof(srv));
+    fixture_init(&f, 300);
+    late.f = &f;
+    srv.hook = push_after_stop;
+    srv.hook_data = &late;
+    server_start(&srv);
+
+    ex = exporter(&f, srv.port, 10);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+    late.wakes = vq_queue_wakes(f.queue);
+
+    while (server_requests(&srv) < 3) {
+        usleep(1000);
+    }
+
+    vq_exporter_stop(ex, 5000);
+
+    /* what was queued before the stop went; what came after waits */
+    vq_queue_get_stats(f.queue, &qs);
+    CHECK_INT(qs.used, 100);
+    CHECK_INT(f.stats.spans_exported, 300);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/*
+ * A collector that serves one connection at a time, to its end: the
+ * request on the second connection gets no answer (the first one is kept
+ * alive), is sent again on the first, and no request goes on a second
+ * connection again: one failure in all.
+ */
+static void
+test_serial_collector(void)
+{
+    vq_exporter_conf_t  conf;
+    vq_exporter_t      *ex;
+    server_t            srv;
+    fixture_t           f;
+    char                url[64], err[128];
+
+    memset(&srv, 0, sizeof(srv));
+    srv.serial = 1;
+    server_start(&srv);
+    fixture_init(&f, 300);
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
+    memset(&conf, 0, sizeof(conf));
+    conf.endpoint = url;
+    conf.service_name = "edge";
+    conf.environment = "production";
+    conf.user_agent = "ngx_vaquero_module/" VQ_VERSION;
+    conf.batch_size = 10;
+    conf.flush_interval_ms = 50;
+    conf.export_timeout_ms = 300;
+
+    ex = vq_exporter_create(&conf, f.queue, &f.stats, err, sizeof(err));
+    CHECK(ex != NULL);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+    CHECK(wait_for(&f.stats.spans_exported, 300));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(f.stats.spans_exported, 300);
+    CHECK_INT(f.stats.export_failures, 1);
+    CHECK_INT(f.stats.export_retries, 1);
+    CHECK_INT(f.stats.spans_dropped_export_failed, 0);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
 int
 main(void)
 {
@@ -2300,6 +2447,8 @@ main(void)
     test_bad_endpoints();
     test_scheme_case();
     test_overlap();
+    test_stop_while_overlapping();
+    test_serial_collector();
 
     vq_library_cleanup();
 

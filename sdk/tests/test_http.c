@@ -1105,6 +1105,78 @@ test_overlap(void)
     close(o.fd);
 }
 
+/*
+ * The time a request waits is its own, but the thread may spend it
+ * sending another request on the other transport: an answer that came
+ * meanwhile is taken even past the first request's deadline.  Here the
+ * second body is never read, so its begin takes the whole timeout.
+ */
+typedef struct {
+    int   fd;
+    int   a, b;
+} unread_t;
+
+static void *
+unread_serve(void *data)
+{
+    unread_t    *o = data;
+    char        *head, *body;
+    size_t       len;
+    const char  *ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+    o->a = accept(o->fd, NULL, NULL);
+    head = read_request(o->a, &body, &len);
+    free(head);
+    free(body);
+    (void) !write(o->a, ok, strlen(ok));
+    o->b = accept(o->fd, NULL, NULL);
+
+    return NULL;
+}
+
+static void
+test_overlap_deadline(void)
+{
+    unread_t           o;
+    pthread_t          thread;
+    vq_transport_t    *a, *b;
+    vq_send_result_t   ra, rb;
+    vq_buf_t           ba, bb;
+    int                port;
+
+    o.fd = loopback_socket(16, &port);
+    pthread_create(&thread, NULL, unread_serve, &o);
+
+    a = transport(port, "/", 1000);
+    b = transport(port, "/", 1000);
+
+    vq_buf_init(&ba);
+    vq_buf_init(&bb);
+    vq_buf_append(&ba, "first", 5);
+    vq_buf_reserve(&bb, 64 << 20);
+    memset(bb.data, '[', 64 << 20);
+    bb.len = 64 << 20;
+
+    vq_transport_begin(a, &ba, &ra);
+    vq_transport_begin(b, &bb, &rb);
+    CHECK(strstr(rb.error, "no answer within 1000 ms") != NULL);
+    vq_transport_finish(a, &ra);
+    vq_transport_finish(b, &rb);
+
+    CHECK_INT(ra.status, 200);
+    CHECK_STR(ra.error, "");
+    CHECK_INT(rb.status, 0);
+
+    vq_transport_destroy(a);
+    vq_transport_destroy(b);
+    pthread_join(thread, NULL);
+    close(o.a);
+    close(o.b);
+    vq_buf_free(&ba);
+    vq_buf_free(&bb);
+    close(o.fd);
+}
+
 int
 main(void)
 {
@@ -1120,6 +1192,7 @@ main(void)
     test_stalls();
     test_refused();
     test_overlap();
+    test_overlap_deadline();
 
     return check_summary("test_http");
 }
