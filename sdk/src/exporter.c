@@ -51,6 +51,7 @@
 #define VQ_STALL_MS           1000      /* a claimed slot's writer has no pid */
 #define VQ_STALL_WARN_MS      10000     /* a live writer holds the queue head */
 #define VQ_MOVE_MAX           1024      /* records moved between two batches */
+#define VQ_OVERLAP_MAX        16        /* batches sent back to back, overlapped */
 
 typedef struct {
     vq_transport_t       *transport;        /* the one it was sent with */
@@ -120,6 +121,8 @@ struct vq_exporter_s {
     int64_t               abort_at;         /* atomic; 0: no deadline */
 
     /* under lock: what the owner logs, at most one message per interval */
+    char                  notice[256];      /* said once, given first */
+    int                   notice_level;     /* 0: none */
     char                  message[256];
     int                   message_level;    /* 0: none */
     int64_t               message_taken;
@@ -158,6 +161,23 @@ set_message(vq_exporter_t *ex, int level, const char *fmt, ...)
     pthread_mutex_unlock(&ex->lock);
 }
 
+/* A notice said once: taken before the message, and not replaced by it. */
+static void
+set_notice(vq_exporter_t *ex, int level, const char *fmt, ...)
+{
+    va_list  args;
+
+    pthread_mutex_lock(&ex->lock);
+
+    va_start(args, fmt);
+    vsnprintf(ex->notice, sizeof(ex->notice), fmt, args);
+    va_end(args);
+
+    ex->notice_level = level;
+
+    pthread_mutex_unlock(&ex->lock);
+}
+
 /* Counted into the next message. */
 static void
 count_failure(vq_exporter_t *ex, uint64_t dropped)
@@ -185,6 +205,22 @@ vq_exporter_take_message(vq_exporter_t *ex, char *buf, size_t size,
     len = 0;
 
     pthread_mutex_lock(&ex->lock);
+
+    if (ex->notice_level != 0) {
+        len = (size_t) snprintf(buf, size, "%s", ex->notice);
+        if (len >= size) {
+            len = size - 1;
+        }
+
+        if (level) {
+            *level = ex->notice_level;
+        }
+
+        ex->notice_level = 0;
+        pthread_mutex_unlock(&ex->lock);
+
+        return len;
+    }
 
     /* once the thread is stopped, what it said last is always given */
     if (ex->message_level != 0
@@ -542,7 +578,6 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
 
     ex->ntransports = 1;
 
-    /* the second lane's batch is made when it is first needed */
     if (vq_transport_overlaps(ex->transports[0])) {
         second = *conf;
         second.file_fd = -1;            /* closed already */
@@ -550,6 +585,16 @@ vq_exporter_create(const vq_exporter_conf_t *conf, vq_queue_t *queue,
         ex->transports[1] = create_transport(ex, &second, kind, err,
                                              err_size);
         if (ex->transports[1] == NULL) {
+            vq_exporter_destroy(ex);
+            return NULL;
+        }
+
+        ex->lanes[1].batch = malloc(conf->batch_size * sizeof(vq_span_t));
+        ex->lanes[1].spans = malloc(conf->batch_size
+                                    * sizeof(vq_span_t *));
+
+        if (ex->lanes[1].batch == NULL || ex->lanes[1].spans == NULL) {
+            snprintf(err, err_size, "out of memory");
             vq_exporter_destroy(ex);
             return NULL;
         }
@@ -1289,46 +1334,35 @@ may_overlap(vq_exporter_t *ex, vq_lane_t *lane)
 
     vq_queue_get_stats(ex->sources[0].queue, &qs);
 
-    if (qs.used < ex->conf.batch_size) {
-        return 0;
-    }
-
-    if (other->batch == NULL) {
-        other->batch = malloc(ex->conf.batch_size * sizeof(vq_span_t));
-        other->spans = malloc(ex->conf.batch_size * sizeof(vq_span_t *));
-
-        if (other->batch == NULL || other->spans == NULL) {
-            free(other->batch);
-            free(other->spans);
-            other->batch = NULL;
-            other->spans = NULL;
-            return 0;
-        }
-    }
-
-    return 1;
+    return qs.used >= ex->conf.batch_size;
 }
 
 /*
- * A request sent while the other lane's was in flight got no answer, and
- * that one did (else the batches would not have gone on): a collector
+ * A request on the second connection, sent while the other lane's was
+ * in flight, ran out of time without a byte of an answer, and that one
+ * was answered (else the batches would not have gone on): a collector
  * that serves one connection at a time leaves the second one waiting
  * until the first closes.  It gets one request at a time from now on.
+ * A refused or reset connection, or a stop, says nothing of the kind.
  */
 static void
 check_serial(vq_exporter_t *ex, vq_lane_t *lane)
 {
-    if (lane->overlapped && lane->result.status == 0 && !ex->serial) {
+    if (lane->overlapped && lane->transport == ex->transports[1]
+        && lane->result.timed_out && !ex->serial && !stopping(ex))
+    {
         ex->serial = 1;
-        set_message(ex, VQ_LOG_WARN, "export to %s: no answer on a second "
-                    "connection while the first one was answered (%s): "
-                    "one request at a time from now on", ex->target,
-                    lane->result.error);
+        set_notice(ex, VQ_LOG_WARN, "export to %s: no answer on a second "
+                   "connection while the first one was answered (%s): one "
+                   "request at a time from now on (a collector that serves "
+                   "one connection at a time?)", ex->target,
+                   lane->result.error);
     }
 }
 
 /*
- * Sends the lane's batch and, while the queue holds more than it, the
+ * Sends the lane's batch and, while the queue holds more than it (up to
+ * VQ_OVERLAP_MAX batches, so that the other queues are looked at), the
  * next batches each on the other lane before the answer to the one
  * before is read.  Returns what finish_batch() says; the lane that keeps
  * a batch to try again (the older, when both do) is the one filled next.
@@ -1337,13 +1371,13 @@ static int64_t
 send_batches(vq_exporter_t *ex)
 {
     int64_t     wait, also;
-    unsigned    failures;
+    unsigned    failures, n;
     vq_lane_t  *sent, *next;
 
     sent = ex->lane;
     begin_batch(ex, sent);
 
-    while (may_overlap(ex, sent)) {
+    for (n = 1; n < VQ_OVERLAP_MAX && may_overlap(ex, sent); n++) {
         next = other_lane(ex, sent);
         ex->lane = next;
         fill_batch(ex);

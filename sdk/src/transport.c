@@ -53,6 +53,7 @@ vq_transport_begin(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
     r->location[0] = '\0';
     r->error[0] = '\0';
     r->warning[0] = '\0';
+    r->timed_out = 0;
 
     if (t->ops->begin) {
         t->ops->begin(t, body, r);

@@ -37,6 +37,7 @@
 
 #define VQ_TRANSFER_POLL_MS    50       /* deadline checks during a transfer */
 #define VQ_ANSWER_READ         16384    /* bytes of an answer read at once */
+#define VQ_ANSWER_LATE_MAX     (256 * 1024)  /* read once out of time */
 
 /* read_answer(), read_rest(): the connection closed, or failed */
 #define VQ_HTTP_CLOSED         2
@@ -418,18 +419,21 @@ io_error(vq_http_transport_t *h, vq_send_result_t *r, const char *doing,
  * Takes in what the connection holds of the answer, without waiting:
  * VQ_OK, the answer is over; VQ_HTTP_AGAIN, more is to come; otherwise
  * r->error says why: VQ_HTTP_CLOSED, the connection closed or failed;
- * VQ_ERROR, not an answer, or a deadline (checked after every read that
- * leaves the answer unfinished, for one that never stops coming; an
- * answer already there is taken whatever the time: the request's time
- * may have gone to sending another one, on the other connection).
+ * VQ_ERROR, not an answer, or out of time.  What the connection already
+ * holds is taken whatever the time (the request's time may have gone to
+ * sending another one, on the other connection), up to
+ * VQ_ANSWER_LATE_MAX bytes once out of time, for an answer that never
+ * stops coming.
  */
 static int
 read_answer(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
 {
     char      buf[VQ_ANSWER_READ];
-    size_t    n, used;
+    size_t    n, used, late;
     CURLcode  rc;
     int       fed;
+
+    late = 0;
 
     for ( ;; ) {
         rc = curl_easy_recv(h->curl, buf, sizeof(buf), &n);
@@ -467,8 +471,13 @@ read_answer(vq_http_transport_t *h, int64_t deadline, vq_send_result_t *r)
             return VQ_ERROR;
         }
 
-        if (time_left(h, deadline, r) == 0) {
-            return VQ_ERROR;
+        if (past_deadline(&h->t) || vq_monotonic_ms() >= deadline) {
+            late += n;
+
+            if (late > VQ_ANSWER_LATE_MAX) {
+                (void) time_left(h, deadline, r);
+                return VQ_ERROR;
+            }
         }
     }
 }
@@ -720,6 +729,8 @@ http_finish(vq_transport_t *t, vq_send_result_t *r)
         disconnect(h);
 
         if (rc != VQ_HTTP_CLOSED || !h->reused) {
+            r->timed_out = h->answer.received == 0 && !past_deadline(t)
+                           && vq_monotonic_ms() >= h->deadline;
             return;
         }
 

@@ -49,6 +49,8 @@ typedef struct {
     int              fds[MAX_CONNECTIONS];
     int              nconns;
     int              serial;        /* a connection at a time, to its end */
+    int              cut_second;    /* the second connection's first
+                                       request: a reset, no answer */
     int              most_open;     /* connections open at once, at most */
     int              overlapped;    /* hold_first(): a second request came */
     int              open;
@@ -126,11 +128,11 @@ serve_connection(void *data)
     const char     *extra;
     time_t          at;
     struct tm       tm;
-    int             c, status, n;
+    int             c, status, n, slot;
     struct linger   lg;
 
     c = conn->c;
-    n = conn->n;
+    slot = conn->n;
     free(conn);
 
     {
@@ -154,6 +156,14 @@ serve_connection(void *data)
 
             while (s->stall && !__atomic_load_n(&s->done, __ATOMIC_RELAXED)) {
                 usleep(10000);
+            }
+
+            if (slot == 1 && s->cut_second) {
+                s->cut_second = 0;
+                lg.l_onoff = 1;
+                lg.l_linger = 0;
+                setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+                break;
             }
 
             if (status == -1) {
@@ -188,7 +198,7 @@ serve_connection(void *data)
     /* server_stop() shuts down only connections still open */
     pthread_mutex_lock(&s->lock);
     s->open--;
-    s->fds[n] = -1;
+    s->fds[slot] = -1;
     pthread_mutex_unlock(&s->lock);
 
     close(c);
@@ -2313,7 +2323,7 @@ test_overlap(void)
  */
 typedef struct {
     fixture_t  *f;
-    uint32_t    wakes;
+    uint32_t    wakes;      /* the count once the exporter started */
 } late_t;
 
 static void
@@ -2327,6 +2337,7 @@ push_after_stop(void *data, int n)
     }
 
     for (i = 0; i < 1000 && vq_queue_wakes(l->f->queue) == l->wakes; i++) {
+        /* vq_exporter_stop() wakes the queue: the stop was asked */
         usleep(10000);
     }
 
@@ -2350,8 +2361,10 @@ test_stop_while_overlapping(void)
     server_start(&srv);
 
     ex = exporter(&f, srv.port, 10);
+
+    /* set before the hook can run: starting wakes the queue once */
+    late.wakes = vq_queue_wakes(f.queue) + 1;
     CHECK_INT(vq_exporter_start(ex), VQ_OK);
-    late.wakes = vq_queue_wakes(f.queue);
 
     while (server_requests(&srv) < 3) {
         usleep(1000);
@@ -2381,7 +2394,8 @@ test_serial_collector(void)
     vq_exporter_t      *ex;
     server_t            srv;
     fixture_t           f;
-    char                url[64], err[128];
+    int                 level;
+    char                url[64], err[128], msg[512];
 
     memset(&srv, 0, sizeof(srv));
     srv.serial = 1;
@@ -2396,7 +2410,7 @@ test_serial_collector(void)
     conf.user_agent = "ngx_vaquero_module/" VQ_VERSION;
     conf.batch_size = 10;
     conf.flush_interval_ms = 50;
-    conf.export_timeout_ms = 300;
+    conf.export_timeout_ms = 1000;
 
     ex = vq_exporter_create(&conf, f.queue, &f.stats, err, sizeof(err));
     CHECK(ex != NULL);
@@ -2407,6 +2421,89 @@ test_serial_collector(void)
     CHECK_INT(f.stats.spans_exported, 300);
     CHECK_INT(f.stats.export_failures, 1);
     CHECK_INT(f.stats.export_retries, 1);
+    CHECK_INT(f.stats.spans_dropped_export_failed, 0);
+
+    /* said first, though a recovery came after it */
+    msg[0] = '\0';
+    level = 0;
+    vq_exporter_take_message(ex, msg, sizeof(msg), &level);
+    CHECK(strstr(msg, "one request at a time") != NULL);
+    CHECK_INT(level, VQ_LOG_WARN);
+    msg[0] = '\0';
+    vq_exporter_take_message(ex, msg, sizeof(msg), &level);
+    CHECK(strstr(msg, "recovered") != NULL);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
+/*
+ * A reset on the second connection (a collector restarting) is retried
+ * and does not stop the overlap: when the worker falls behind again, a
+ * request is answered only once another one came.
+ */
+typedef struct {
+    server_t  *s;
+    int        watch;       /* the request to hold, atomic */
+    int        overlapped;  /* another came while it was held */
+} watch_t;
+
+static void
+watch_hook(void *data, int n)
+{
+    watch_t  *w = data;
+    int       i;
+
+    if (n == 0) {
+        hold_first(w->s, n);
+        return;
+    }
+
+    if (n != __atomic_load_n(&w->watch, __ATOMIC_ACQUIRE)) {
+        return;
+    }
+
+    for (i = 0; i < 300 && server_requests(w->s) <= n + 1; i++) {
+        usleep(10000);
+    }
+
+    __atomic_store_n(&w->overlapped, server_requests(w->s) > n + 1,
+                     __ATOMIC_RELEASE);
+}
+
+static void
+test_reset_keeps_overlap(void)
+{
+    vq_exporter_t  *ex;
+    server_t        srv;
+    fixture_t       f;
+    watch_t         w;
+
+    memset(&srv, 0, sizeof(srv));
+    srv.cut_second = 1;
+    w.s = &srv;
+    w.watch = -1;
+    w.overlapped = -1;
+    srv.hook = watch_hook;
+    srv.hook_data = &w;
+    server_start(&srv);
+    fixture_init(&f, 300);
+
+    ex = exporter(&f, srv.port, 100);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+    CHECK(wait_for(&f.stats.spans_exported, 300));
+    CHECK_INT(srv.overlapped, 1);
+    CHECK_INT(f.stats.export_failures, 1);
+
+    /* behind again: the request after the next is held for another */
+    __atomic_store_n(&w.watch, server_requests(&srv) + 1, __ATOMIC_RELEASE);
+    fixture_push(&f, 500);
+    vq_queue_wake(f.queue, 1);
+    CHECK(wait_for(&f.stats.spans_exported, 800));
+    CHECK_INT(__atomic_load_n(&w.overlapped, __ATOMIC_ACQUIRE), 1);
+
+    vq_exporter_stop(ex, 3000);
+    CHECK_INT(f.stats.spans_exported, 800);
     CHECK_INT(f.stats.spans_dropped_export_failed, 0);
 
     vq_exporter_destroy(ex);
@@ -2449,6 +2546,7 @@ main(void)
     test_overlap();
     test_stop_while_overlapping();
     test_serial_collector();
+    test_reset_keeps_overlap();
 
     vq_library_cleanup();
 

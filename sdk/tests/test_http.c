@@ -1108,8 +1108,9 @@ test_overlap(void)
 /*
  * The time a request waits is its own, but the thread may spend it
  * sending another request on the other transport: an answer that came
- * meanwhile is taken even past the first request's deadline.  Here the
- * second body is never read, so its begin takes the whole timeout.
+ * meanwhile is taken even past the first request's deadline, a large one
+ * too (40 KB: three reads, within what loopback takes at once).  Here
+ * the second body is never read, so its begin takes the whole timeout.
  */
 typedef struct {
     int   fd;
@@ -1120,15 +1121,22 @@ static void *
 unread_serve(void *data)
 {
     unread_t    *o = data;
-    char        *head, *body;
-    size_t       len;
-    const char  *ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    char        *head, *body, *answer;
+    size_t       len, n;
+    const char  *ok = "HTTP/1.1 200 OK\r\nContent-Length: 40000\r\n\r\n";
 
     o->a = accept(o->fd, NULL, NULL);
     head = read_request(o->a, &body, &len);
     free(head);
     free(body);
-    (void) !write(o->a, ok, strlen(ok));
+
+    n = strlen(ok);
+    answer = malloc(n + 40000);
+    memcpy(answer, ok, n);
+    memset(answer + n, '.', 40000);
+    (void) !write(o->a, answer, n + 40000);
+    free(answer);
+
     o->b = accept(o->fd, NULL, NULL);
 
     return NULL;
@@ -1165,7 +1173,10 @@ test_overlap_deadline(void)
 
     CHECK_INT(ra.status, 200);
     CHECK_STR(ra.error, "");
+    CHECK_STR(ra.warning, "");
+    CHECK_INT(ra.timed_out, 0);
     CHECK_INT(rb.status, 0);
+    CHECK_INT(rb.timed_out, 1);
 
     vq_transport_destroy(a);
     vq_transport_destroy(b);

@@ -1,8 +1,9 @@
 /*
  * The exporter: a thread that drains queues, batches records, encodes
  * each batch in a wire format (vaquero/protocol.h) and hands it to a
- * transport (vaquero/transport.h): HTTP with libcurl (one kept-alive
- * connection, TLS, gzip), or a file, a line per batch.
+ * transport (vaquero/transport.h): HTTP with libcurl (a kept-alive
+ * connection, and a second one for a second request in flight when the
+ * queue holds more than a batch; TLS, gzip), or a file, a line per batch.
  *
  * Delivery: a batch answered 2xx is sent; 3xx (a redirect: the endpoint
  * is wrong) and 4xx other than 408 and 429 drop it (counted as an export
@@ -148,7 +149,9 @@ void vq_exporter_reopen(vq_exporter_t *ex);
 /*
  * Copies the pending log message, if any, and its level (VQ_LOG_*), and
  * clears it; returns its length.  While the thread runs, at most one
- * message per interval; once it is stopped, whatever it said last.
+ * message per interval; once it is stopped, whatever it said last.  A
+ * notice said once (the exporter found it must change how it sends)
+ * comes first, whatever the interval, and is not replaced by messages.
  */
 size_t vq_exporter_take_message(vq_exporter_t *ex, char *buf, size_t size,
     int *level);

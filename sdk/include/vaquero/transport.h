@@ -33,6 +33,8 @@ typedef struct {
     char      location[256];    /* the answer's Location, or "" */
     char      error[256];       /* why there is no answer */
     char      warning[256];     /* sent, but something is wrong, or "" */
+    int       timed_out;        /* the request's time ran out before a
+                                   byte of an answer came (not a stop) */
 } vq_send_result_t;
 
 /* TLS to the collector: PEM contents (not file names); NULL: none */
