@@ -51,6 +51,10 @@ typedef struct {
     int              serial;        /* a connection at a time, to its end */
     int              cut_second;    /* the second connection's first
                                        request: a reset, no answer */
+    int              fail_first;    /* the first connection's first
+                                       request: 503; its next one (the
+                                       retry) held 300 ms for another */
+    int              retry_alone;   /* none came while it was held */
     int              most_open;     /* connections open at once, at most */
     int              overlapped;    /* hold_first(): a second request came */
     int              open;
@@ -118,6 +122,8 @@ typedef struct {
     int        n;           /* its slot in conns[], fds[] */
 } conn_t;
 
+static int server_requests(server_t *s);
+
 /* One connection: its requests, answered in turn, until it closes. */
 static void *
 serve_connection(void *data)
@@ -128,12 +134,13 @@ serve_connection(void *data)
     const char     *extra;
     time_t          at;
     struct tm       tm;
-    int             c, status, n, slot;
+    int             c, status, n, slot, k, i;
     struct linger   lg;
 
     c = conn->c;
     slot = conn->n;
     free(conn);
+    k = 0;
 
     {
         while ((head = read_request(c, &body)) != NULL) {
@@ -157,6 +164,19 @@ serve_connection(void *data)
             while (s->stall && !__atomic_load_n(&s->done, __ATOMIC_RELAXED)) {
                 usleep(10000);
             }
+
+            if (slot == 0 && s->fail_first && k == 0) {
+                status = 503;
+
+            } else if (slot == 0 && s->fail_first && k == 1) {
+                /* nothing else may go while a failed batch is retried */
+                for (i = 0; i < 30 && server_requests(s) == n + 1; i++) {
+                    usleep(10000);
+                }
+                s->retry_alone = server_requests(s) == n + 1;
+            }
+
+            k++;
 
             if (slot == 1 && s->cut_second) {
                 s->cut_second = 0;
@@ -2510,6 +2530,39 @@ test_reset_keeps_overlap(void)
     server_stop(&srv);
 }
 
+/*
+ * The first of two batches in flight fails and the second is answered:
+ * the failure still counts, so the retry goes alone (no second request
+ * in flight while a batch fails), and the later batches follow.
+ */
+static void
+test_retry_goes_alone(void)
+{
+    vq_exporter_t  *ex;
+    server_t        srv;
+    fixture_t       f;
+
+    memset(&srv, 0, sizeof(srv));
+    srv.fail_first = 1;
+    srv.retry_alone = -1;
+    server_start(&srv);
+    fixture_init(&f, 300);
+
+    ex = exporter(&f, srv.port, 100);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+    CHECK(wait_for(&f.stats.spans_exported, 300));
+    vq_exporter_stop(ex, 3000);
+
+    CHECK_INT(srv.retry_alone, 1);
+    CHECK_INT(f.stats.export_failures, 1);
+    CHECK_INT(f.stats.export_retries, 1);
+    CHECK_INT(f.stats.spans_exported, 300);
+    CHECK_INT(server_requests(&srv), 4);
+
+    vq_exporter_destroy(ex);
+    server_stop(&srv);
+}
+
 int
 main(void)
 {
@@ -2547,6 +2600,7 @@ main(void)
     test_stop_while_overlapping();
     test_serial_collector();
     test_reset_keeps_overlap();
+    test_retry_goes_alone();
 
     vq_library_cleanup();
 
