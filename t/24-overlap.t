@@ -45,6 +45,18 @@ http {
 CONF
 my $port = $t->port('http');
 
+# the status page once $cond holds of it (or after 15 s)
+sub status_when {
+    my ($cond) = @_;
+    my $s;
+    for (1 .. 1500) {
+        $s = status_json($port);
+        last if $cond->($s);
+        select undef, undef, undef, 0.01;
+    }
+    return $s;
+}
+
 # the first request waits for the test; the next one for a third
 $t->collector_mode('200 wait-go', '200 hold=3', '200');
 
@@ -54,12 +66,7 @@ is(scalar $t->wait_for(sub { $t->collected }, 1), 1,
 
 # forty more spans queue up behind it
 http_get($port, "/more/$_") for 1 .. 40;
-my $s;
-for (1 .. 1500) {
-    $s = status_json($port);
-    last if $s->{spans_recorded} >= 41;
-    select undef, undef, undef, 0.01;
-}
+my $s = status_when(sub { $_[0]{spans_recorded} >= 41 });
 is($s->{spans_recorded}, 41, '41 spans recorded');
 is($s->{spans_exported}, 0, 'none exported while the first waits');
 
@@ -75,11 +82,7 @@ ok(defined $held && $held >= 3,
    'the second batch was answered after a third came: two in flight ('
    . ($held // 'none') . ' requests seen)');
 
-for (1 .. 1500) {
-    $s = status_json($port);
-    last if $s->{spans_exported} >= 41;
-    select undef, undef, undef, 0.01;
-}
+$s = status_when(sub { $_[0]{spans_exported} >= 41 });
 is($s->{spans_exported}, 41, 'all counted exported');
 is($s->{export_failures}, 0, 'no export failed');
 is(scalar $t->collected, $s->{export_requests},

@@ -571,18 +571,15 @@ read_rest(vq_http_transport_t *h, int got, vq_send_result_t *r)
 
     deadline = h->deadline;
 
-    /* what came while the thread was away (sending on the other lane) */
-    if (got == VQ_HTTP_AGAIN) {
-        got = read_answer(h, deadline, r);
-    }
-
+    /* a read before each wait: what came while the thread was away */
     while (got == VQ_HTTP_AGAIN) {
-        if (wait_for(h, POLLIN, deadline, r, &ready) != VQ_OK) {
-            got = VQ_ERROR;
-            break;
-        }
-
         got = read_answer(h, deadline, r);
+
+        if (got == VQ_HTTP_AGAIN
+            && wait_for(h, POLLIN, deadline, r, &ready) != VQ_OK)
+        {
+            got = VQ_ERROR;
+        }
     }
 
     if (got == VQ_OK) {
@@ -640,6 +637,25 @@ unix_ms(void)
 }
 
 /*
+ * The request sent on the kept-alive connection, or on a new one (h->got:
+ * how the sending ended); VQ_ERROR, with r->error, when no connection
+ * could be made.
+ */
+static int
+send_on_connection(vq_http_transport_t *h, vq_send_result_t *r)
+{
+    h->reused = h->fd != CURL_SOCKET_BAD;
+
+    if (!h->reused && connect_collector(h, h->deadline, r) != VQ_OK) {
+        return VQ_ERROR;
+    }
+
+    h->got = send_request(h, r);
+
+    return VQ_OK;
+}
+
+/*
  * A connection (the kept-alive one, or a new one) and the request sent on
  * it; the answer is for http_finish().  Nothing pending when no request
  * could be made: r->error says why.
@@ -692,14 +708,7 @@ http_begin(vq_transport_t *t, vq_buf_t *body, vq_send_result_t *r)
         disconnect(h);
     }
 
-    h->reused = h->fd != CURL_SOCKET_BAD;
-
-    if (!h->reused && connect_collector(h, h->deadline, r) != VQ_OK) {
-        return;
-    }
-
-    h->got = send_request(h, r);
-    h->pending = 1;
+    h->pending = send_on_connection(h, r) == VQ_OK;
 }
 
 /*
@@ -734,14 +743,12 @@ http_finish(vq_transport_t *t, vq_send_result_t *r)
             return;
         }
 
+        /* disconnected: on a new connection */
         r->error[0] = '\0';
-        h->reused = 0;
 
-        if (connect_collector(h, h->deadline, r) != VQ_OK) {
+        if (send_on_connection(h, r) != VQ_OK) {
             return;
         }
-
-        h->got = send_request(h, r);
     }
 
     if (!h->answer.keep_alive) {

@@ -45,7 +45,8 @@ typedef struct {
     int              done;
     void           (*hook)(void *data, int n);  /* on request n, unanswered */
     void            *hook_data;
-    pthread_t        conns[MAX_CONNECTIONS];     /* one thread each */
+    pthread_t        conns[MAX_CONNECTIONS];     /* one thread each, */
+                                                 /*   unless serial */
     int              fds[MAX_CONNECTIONS];
     int              nconns;
     int              serial;        /* a connection at a time, to its end */
@@ -261,7 +262,7 @@ serve(void *data)
 
         if (s->serial) {
             /* the next connection waits in the backlog until this ends */
-            s->conns[s->nconns++] = pthread_self();
+            s->nconns++;
             pthread_mutex_unlock(&s->lock);
             serve_connection(conn);
             continue;
@@ -2255,6 +2256,25 @@ traces_delivered(server_t *s)
     return traces;
 }
 
+/*
+ * srv started, 300 spans queued, an exporter of batches of 100 started:
+ * once they are all exported, the exporter, running.
+ */
+static vq_exporter_t *
+export_300(server_t *srv, fixture_t *f)
+{
+    vq_exporter_t  *ex;
+
+    server_start(srv);
+    fixture_init(f, 300);
+
+    ex = exporter(f, srv->port, 100);
+    CHECK_INT(vq_exporter_start(ex), VQ_OK);
+    CHECK(wait_for(&f->stats.spans_exported, 300));
+
+    return ex;
+}
+
 static void
 test_overlap(void)
 {
@@ -2265,12 +2285,7 @@ test_overlap(void)
     memset(&srv, 0, sizeof(srv));
     srv.hook = hold_first;
     srv.hook_data = &srv;
-    server_start(&srv);
-    fixture_init(&f, 300);
-
-    ex = exporter(&f, srv.port, 100);
-    CHECK_INT(vq_exporter_start(ex), VQ_OK);
-    CHECK(wait_for(&f.stats.spans_exported, 300));
+    ex = export_300(&srv, &f);
     vq_exporter_stop(ex, 3000);
 
     CHECK_INT(srv.overlapped, 1);
@@ -2290,12 +2305,7 @@ test_overlap(void)
     srv.nstatuses = 1;
     srv.hook = hold_first;
     srv.hook_data = &srv;
-    server_start(&srv);
-    fixture_init(&f, 300);
-
-    ex = exporter(&f, srv.port, 100);
-    CHECK_INT(vq_exporter_start(ex), VQ_OK);
-    CHECK(wait_for(&f.stats.spans_exported, 300));
+    ex = export_300(&srv, &f);
     vq_exporter_stop(ex, 3000);
 
     CHECK_INT(srv.overlapped, 1);
@@ -2317,12 +2327,7 @@ test_overlap(void)
     srv.statuses[0] = 200;
     srv.hook = hold_first;
     srv.hook_data = &srv;
-    server_start(&srv);
-    fixture_init(&f, 300);
-
-    ex = exporter(&f, srv.port, 100);
-    CHECK_INT(vq_exporter_start(ex), VQ_OK);
-    CHECK(wait_for(&f.stats.spans_exported, 300));
+    ex = export_300(&srv, &f);
     vq_exporter_stop(ex, 3000);
 
     CHECK_INT(srv.overlapped, 1);
@@ -2506,12 +2511,7 @@ test_reset_keeps_overlap(void)
     w.overlapped = -1;
     srv.hook = watch_hook;
     srv.hook_data = &w;
-    server_start(&srv);
-    fixture_init(&f, 300);
-
-    ex = exporter(&f, srv.port, 100);
-    CHECK_INT(vq_exporter_start(ex), VQ_OK);
-    CHECK(wait_for(&f.stats.spans_exported, 300));
+    ex = export_300(&srv, &f);
     CHECK_INT(srv.overlapped, 1);
     CHECK_INT(f.stats.export_failures, 1);
 
@@ -2545,12 +2545,7 @@ test_retry_goes_alone(void)
     memset(&srv, 0, sizeof(srv));
     srv.fail_first = 1;
     srv.retry_alone = -1;
-    server_start(&srv);
-    fixture_init(&f, 300);
-
-    ex = exporter(&f, srv.port, 100);
-    CHECK_INT(vq_exporter_start(ex), VQ_OK);
-    CHECK(wait_for(&f.stats.spans_exported, 300));
+    ex = export_300(&srv, &f);
     vq_exporter_stop(ex, 3000);
 
     CHECK_INT(srv.retry_alone, 1);
